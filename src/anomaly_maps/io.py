@@ -1,0 +1,240 @@
+"""NIfTI scans as :class:`Volume` objects: voxels, geometry and the header they came with.
+
+Every map the project writes for a scan has the scan's shape and affine, voxel for voxel,
+and keeps its qform/sform codes, so it overlays the scan in any viewer.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.filebasedimages import ImageFileError
+
+from ._fileio import atomic_path, full_suffix
+from .errors import VolumeError
+
+__all__ = ["NIFTI_SUFFIXES", "Volume", "load_volume", "save_volume"]
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A 3D scan: voxel array, 4x4 affine (voxel index -> world mm, RAS+) and origin.
+
+    Parameters
+    ----------
+    data
+        Voxel values, shape (X, Y, Z) in the file's own axis order.
+    affine
+        4x4 matrix mapping voxel indices to world millimetres (RAS+).
+    path
+        File the volume was read from, if any.
+    header
+        The NIfTI header it was read with; saving a derived map reuses it so that
+        qform/sform codes and units survive.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    path: Path | None = None
+    header: nib.Nifti1Header | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        data = np.asarray(self.data)
+        affine = np.asarray(self.affine, dtype=np.float64)
+        where = f" of {self.path}" if self.path else ""
+        if data.ndim != 3:
+            raise VolumeError(f"volume{where} has shape {data.shape}: expected 3 dimensions")
+        if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+            raise VolumeError(f"affine{where} must be a finite 4x4 matrix, got {affine.shape}")
+        if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+            raise VolumeError(f"affine{where} is singular: voxel axes must span 3D space")
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "affine", affine)
+        if self.path is not None:
+            object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.data.shape  # type: ignore[return-value]
+
+    @property
+    def zooms(self) -> np.ndarray:
+        """Voxel sizes in mm along the array axes, from the affine."""
+        return np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+
+    @property
+    def axcodes(self) -> tuple[str, str, str]:
+        """Anatomical direction each array axis points to, e.g. ``('R', 'A', 'S')``."""
+        return nib.aff2axcodes(self.affine)
+
+    def with_data(self, data: np.ndarray) -> Volume:
+        """A volume with new voxels on the same grid (shape must match)."""
+        data = np.asarray(data)
+        if data.shape != self.shape:
+            raise VolumeError(
+                f"new data has shape {data.shape}: expected the volume's shape {self.shape}"
+            )
+        return Volume(data, self.affine, self.path, self.header)
+
+
+def _check_file(path: Path) -> None:
+    """Staged checks before nibabel: exists, is a file, not empty, NIfTI name and bytes."""
+    if not path.exists():
+        raise VolumeError(f"{path}: no such file")
+    if not path.is_file():
+        raise VolumeError(f"{path}: is a directory, expected a NIfTI file (.nii or .nii.gz)")
+    if path.stat().st_size == 0:
+        raise VolumeError(f"{path}: file is empty, expected a NIfTI image")
+    suffix = full_suffix(path)
+    if suffix not in NIFTI_SUFFIXES:
+        raise VolumeError(
+            f"{path}: unsupported file type {suffix or '(no suffix)'!r}, "
+            f"expected a NIfTI file ({' or '.join(NIFTI_SUFFIXES)})"
+        )
+    with path.open("rb") as f:
+        magic = f.read(2)
+    if (suffix == ".nii.gz") != (magic == _GZIP_MAGIC):
+        kind = "gzip-compressed" if magic == _GZIP_MAGIC else "not gzip-compressed"
+        raise VolumeError(f"{path}: content is {kind}, which does not match its {suffix} suffix")
+
+
+def _read_array(img: nib.spatialimages.SpatialImage, path: Path) -> np.ndarray:
+    try:
+        return np.asarray(img.dataobj)
+    except (EOFError, zlib.error, gzip.BadGzipFile, ValueError, OSError) as err:
+        raise VolumeError(
+            f"{path}: voxel data is truncated or corrupt ({err}); "
+            "expected as many voxels as the header declares"
+        ) from err
+
+
+def _to_3d(data: np.ndarray, path: Path, volume_index: int | None) -> np.ndarray:
+    """Reduce a 4D series to one volume; refuse anything that is not a 3D scan."""
+    while data.ndim > 4 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim == 4:
+        n = data.shape[3]
+        if volume_index is None:
+            if n > 1:
+                warnings.warn(
+                    f"{path}: 4D series of {n} volumes; using volume 0 "
+                    "(pass volume_index=i, CLI --volume-index i, to choose another)",
+                    stacklevel=3,
+                )
+            volume_index = 0
+        if not 0 <= volume_index < n:
+            raise VolumeError(f"{path}: volume_index={volume_index} out of range [0, {n - 1}]")
+        data = data[..., volume_index]
+    elif volume_index not in (None, 0):
+        raise VolumeError(f"{path}: volume_index={volume_index} given for a 3D volume")
+    if data.ndim != 3:
+        raise VolumeError(
+            f"{path}: image has {data.ndim} dimension(s) {data.shape}: expected a 3D volume "
+            "(or a 4D series to pick one volume from)"
+        )
+    return data
+
+
+def _check_values(data: np.ndarray, path: Path) -> None:
+    if data.size == 0:
+        raise VolumeError(f"{path}: image is empty (shape {data.shape}), expected voxels")
+    if not (data.dtype == bool or np.issubdtype(data.dtype, np.number)) or np.iscomplexobj(data):
+        raise VolumeError(
+            f"{path}: voxel type {data.dtype} is not supported, expected real scalar voxels "
+            "(RGB or complex images are not scans this tool can score)"
+        )
+    if np.issubdtype(data.dtype, np.floating):
+        bad = np.count_nonzero(~np.isfinite(data))
+        if bad:
+            raise VolumeError(
+                f"{path}: {bad} voxel(s) are NaN or infinite, expected finite intensities; "
+                "replace them (e.g. with 0) before scoring"
+            )
+
+
+def load_volume(path: str | os.PathLike, *, volume_index: int | None = None) -> Volume:
+    """Read a NIfTI scan (``.nii`` or ``.nii.gz``) with its geometry.
+
+    Parameters
+    ----------
+    path
+        The file.
+    volume_index
+        For a 4D series, which volume to use; by default the first, with a warning.
+
+    Returns
+    -------
+    Volume
+        Voxels in the file's dtype (scaled to float if the header sets a slope),
+        the best affine the header holds (sform, else qform), and the header.
+
+    Raises
+    ------
+    VolumeError
+        Missing, empty or non-NIfTI file, truncated data, not 3D, empty array,
+        or NaN/Inf voxels; the message names the file and what was expected.
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        img = nib.load(path)
+    except (ImageFileError, nib.spatialimages.HeaderDataError, EOFError, OSError) as err:
+        raise VolumeError(f"{path}: not a readable NIfTI image ({err})") from err
+    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+        raise VolumeError(f"{path}: is a {type(img).__name__}, expected a NIfTI-1/2 image")
+    data = _to_3d(_read_array(img, path), path, volume_index)
+    _check_values(data, path)
+    return Volume(data, img.affine, path, img.header.copy())
+
+
+def _disk_dtype(data: np.ndarray) -> np.ndarray:
+    """Voxels in a type every NIfTI reader handles: bool -> uint8, float64 -> float32."""
+    if data.dtype == bool:
+        return data.astype(np.uint8)
+    if data.dtype == np.float64 or data.dtype == np.float16:
+        return data.astype(np.float32)
+    if data.dtype == np.int64 and data.size and np.abs(data).max() < 2**31:
+        return data.astype(np.int32)
+    return data
+
+
+def save_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write a volume to ``.nii`` or ``.nii.gz``, keeping its geometry.
+
+    The shape, affine, qform/sform codes and voxel sizes of ``volume`` (and of the
+    header it carries from its source scan) are kept. The file is written to a
+    temporary name and renamed, so nothing half-written is left behind.
+
+    Raises
+    ------
+    VolumeError
+        Unsupported suffix, or ``path`` exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if full_suffix(path) not in NIFTI_SUFFIXES:
+        raise VolumeError(
+            f"{path}: cannot save as {full_suffix(path) or '(no suffix)'!r}, "
+            f"expected a name ending in {' or '.join(NIFTI_SUFFIXES)}"
+        )
+    data = _disk_dtype(volume.data)
+    header = volume.header.copy() if volume.header is not None else None
+    image_cls = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
+    img = image_cls(data, volume.affine, header=header)
+    img.set_data_dtype(data.dtype)
+    img.header.set_slope_inter(1.0, 0.0)
+    if header is None:  # no source codes to keep: declare the affine as scanner-aligned
+        img.set_qform(volume.affine, code=1)
+        img.set_sform(volume.affine, code=1)
+    with atomic_path(path, overwrite=overwrite, error=VolumeError) as tmp:
+        nib.save(img, tmp)
+    return path

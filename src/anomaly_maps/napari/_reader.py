@@ -1,0 +1,81 @@
+"""napari reader: ``napari scan.nii.gz`` opens the scan in world millimetres."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._fileio import full_suffix
+from ..io import NIFTI_SUFFIXES, Volume, load_volume
+from ._geometry import layer_geometry, volume_metadata
+
+__all__ = ["get_reader", "is_label_image", "volume_layer_data"]
+
+LayerData = tuple[Any, dict[str, Any], str]
+MAX_LABELS = 32
+"""An integer scan with at most this many distinct non-negative values opens as Labels."""
+WORLD_AXES = ("L→R", "P→A", "I→S")
+"""World axes of every layer we create: NIfTI RAS+ millimetres."""
+
+
+def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | None:
+    """Return the reader for NIfTI paths, or None so napari tries other plugins."""
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    if not paths or any(full_suffix(p) not in NIFTI_SUFFIXES for p in paths):
+        return None
+    return read_nifti
+
+
+def read_nifti(path: str | Sequence[str]) -> list[LayerData]:
+    """Read one or more NIfTI files into napari layer data."""
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    return [volume_layer_data(load_volume(p)) for p in paths]
+
+
+def is_label_image(data: np.ndarray) -> bool:
+    """True for masks and segmentations: integer voxels, few distinct values >= 0."""
+    if data.dtype == bool:
+        return True
+    if not np.issubdtype(data.dtype, np.integer) or data.min() < 0 or data.max() > 10_000:
+        return False
+    return np.count_nonzero(np.bincount(data.ravel().astype(np.int64))) <= MAX_LABELS
+
+
+def robust_contrast_limits(data: np.ndarray) -> tuple[float, float]:
+    """Display range from the 0.5th percentile to the 99.5th percentile of the tissue.
+
+    The upper bound ignores background voxels (often most of a scan), so brains are
+    not washed out, and ignores the brightest 0.5 % (vessels, fat, artefacts).
+    """
+    lo = float(np.percentile(data, 0.5))
+    above = data[data > lo]
+    hi = float(np.percentile(above, 99.5)) if above.size else float(data.max())
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def volume_layer_data(volume: Volume, name: str | None = None) -> LayerData:
+    """Image (or Labels) layer data for a volume, placed in world millimetres."""
+    if name is None:
+        name = _display_name(volume.path) if volume.path else "volume"
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "metadata": volume_metadata(volume),
+        "axis_labels": WORLD_AXES,
+        "units": ("mm", "mm", "mm"),
+        **layer_geometry(volume.affine),
+    }
+    if is_label_image(volume.data):
+        return volume.data, kwargs, "labels"
+    kwargs["contrast_limits"] = robust_contrast_limits(volume.data)
+    kwargs["colormap"] = "gray"
+    return volume.data, kwargs, "image"
+
+
+def _display_name(path: Path) -> str:
+    name = Path(path).name
+    suffix = full_suffix(name)
+    return name[: -len(suffix)] if suffix else name

@@ -1,0 +1,283 @@
+"""From a scan to model-ready 2D slices, and from slice-wise maps back to the scan's grid.
+
+The model never sees the file's own axis order: the volume is reoriented to the closest
+canonical (RAS+) orientation, cut along a named anatomical axis, padded to a square
+field of view in millimetres (so the physical aspect is kept) and resized to the model's
+in-plane size. :class:`SliceGeometry` records each step, and :func:`slices_to_volume`
+undoes them exactly, so a map computed on the slices lands on the original voxels.
+
+How a model's slices were made is part of the model: a :class:`PreprocessingSpec` is
+stored in every checkpoint and re-applied verbatim at scoring time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal, get_args
+
+import nibabel as nib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from ._config import FrozenConfig
+from .errors import ParameterError, VolumeError
+from .io import Volume
+
+__all__ = [
+    "Axis",
+    "Normalization",
+    "PreprocessingSpec",
+    "SliceGeometry",
+    "SliceStack",
+    "foreground_mask",
+    "normalize_intensity",
+    "resize_planes",
+    "slices_to_volume",
+    "to_slices",
+]
+
+Axis = Literal["axial", "coronal", "sagittal"]
+Normalization = Literal["zscore", "percentile"]
+_CANONICAL_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}  # axis index in RAS+ order
+
+
+@dataclass(frozen=True)
+class PreprocessingSpec(FrozenConfig):
+    """How a model's input slices are made from a scan (stored in its checkpoint).
+
+    Parameters
+    ----------
+    axis
+        Anatomical slicing direction: ``axial`` (planes of constant S), ``coronal``
+        (constant A) or ``sagittal`` (constant R), resolved through the affine.
+    size
+        In-plane size of the square model input, in pixels.
+    normalization
+        ``percentile``: clip to the foreground's ``percentiles`` and scale to [0, 1];
+        ``zscore``: subtract the foreground mean and divide by its standard deviation.
+    percentiles
+        Lower and upper foreground percentiles used by ``percentile``.
+    foreground_fraction
+        A voxel is foreground when above ``min + foreground_fraction * (p99.5 - min)``
+        of the raw intensities; enclosed holes (ventricles) are filled.
+    """
+
+    axis: Axis = "axial"
+    size: int = 128
+    normalization: Normalization = "percentile"
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    foreground_fraction: float = 0.05
+
+    format_version: ClassVar[int] = 1
+
+    def validate(self) -> None:
+        if self.axis not in get_args(Axis):
+            raise ParameterError(f"axis={self.axis!r}: expected one of {get_args(Axis)}")
+        if not isinstance(self.size, int) or self.size < 4:
+            raise ParameterError(f"size={self.size!r}: expected an int >= 4 (pixels)")
+        if self.normalization not in get_args(Normalization):
+            raise ParameterError(
+                f"normalization={self.normalization!r}: expected one of {get_args(Normalization)}"
+            )
+        lo, hi = self.percentiles
+        if not 0 <= lo < hi <= 100:
+            raise ParameterError(
+                f"percentiles={self.percentiles!r}: expected 0 <= low < high <= 100"
+            )
+        if not 0 <= self.foreground_fraction < 1:
+            raise ParameterError(
+                f"foreground_fraction={self.foreground_fraction!r}: expected a float in [0, 1)"
+            )
+
+    @classmethod
+    def _label(cls) -> str:
+        return "preprocessing"
+
+
+@dataclass(frozen=True)
+class SliceGeometry:
+    """Everything needed to put slice-wise maps back on the scan's voxel grid."""
+
+    shape: tuple[int, int, int]
+    """Voxel grid of the original scan."""
+    ornt: np.ndarray
+    """nibabel orientation taking the file's axes to the closest canonical RAS+ axes."""
+    axis: int
+    """Canonical axis the slices are cut along (0 sagittal, 1 coronal, 2 axial)."""
+    plane_shape: tuple[int, int]
+    """(rows, cols) of a slice before padding."""
+    pad: tuple[tuple[int, int], tuple[int, int]]
+    """Pixels added (before, after) to rows and cols to make the field of view square."""
+    size: int
+    """Model in-plane size the padded slice is resized to."""
+
+    @property
+    def n_slices(self) -> int:
+        """Number of slices: the scan's extent along the canonical slicing axis."""
+        file_axis = int(np.flatnonzero(self.ornt[:, 0] == self.axis)[0])
+        return self.shape[file_axis]
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        (r0, r1), (c0, c1) = self.pad
+        return self.plane_shape[0] + r0 + r1, self.plane_shape[1] + c0 + c1
+
+
+@dataclass(frozen=True)
+class SliceStack:
+    """Model-ready slices of one scan.
+
+    Attributes
+    ----------
+    images
+        (N, size, size) float32 normalised intensities.
+    mask
+        (N, size, size) bool foreground.
+    positions
+        (N,) float32 slice position in [0, 1] along the axis (inferior/posterior/left
+        = 0), e.g. for position-conditioned priors (seed 002).
+    geometry
+        How to map (N, size, size) results back with :func:`slices_to_volume`.
+    """
+
+    images: np.ndarray
+    mask: np.ndarray
+    positions: np.ndarray
+    geometry: SliceGeometry
+
+
+def foreground_mask(data: np.ndarray, fraction: float = 0.05) -> np.ndarray:
+    """Boolean foreground of a scan: voxels above a low intensity threshold, holes filled.
+
+    The threshold is ``min + fraction * (p99.5 - min)``: robust to bright outliers and
+    to background that is not exactly zero. Enclosed dark regions (ventricles, lesions)
+    stay foreground because holes are filled in 3D.
+    """
+    data = np.asarray(data, dtype=np.float32)
+    lo, hi = float(data.min()), float(np.percentile(data, 99.5))
+    mask = data > lo + fraction * (hi - lo)
+    return ndimage.binary_fill_holes(mask)
+
+
+def normalize_intensity(data: np.ndarray, mask: np.ndarray, spec: PreprocessingSpec) -> np.ndarray:
+    """Normalise intensities with statistics of the foreground ``mask`` only.
+
+    Returns float32 with the same shape; see :class:`PreprocessingSpec` for the modes.
+    """
+    data = np.asarray(data, dtype=np.float32)
+    fg = data[mask]
+    if fg.size == 0:
+        raise VolumeError(
+            "no foreground voxels: the scan is constant or foreground_fraction is too high"
+        )
+    if spec.normalization == "zscore":
+        std = float(fg.std())
+        return (data - float(fg.mean())) / (std if std > 0 else 1.0)
+    lo, hi = np.percentile(fg, spec.percentiles)
+    return np.clip((data - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0, dtype=np.float32)
+
+
+def _canonical_zooms(volume: Volume, ornt: np.ndarray) -> np.ndarray:
+    """Voxel sizes along the canonical axes."""
+    zooms = np.empty(3)
+    zooms[ornt[:, 0].astype(int)] = volume.zooms
+    return zooms
+
+
+def _invert_ornt(ornt: np.ndarray) -> np.ndarray:
+    """Orientation undoing ``apply_orientation(., ornt)``: canonical axis j goes back to
+    the file axis it came from, flipped the same way."""
+    inverse = np.empty_like(ornt)
+    inverse[ornt[:, 0].astype(int)] = np.column_stack([np.arange(3), ornt[:, 1]])
+    return inverse
+
+
+def _to_planes(canonical: np.ndarray, axis: int) -> np.ndarray:
+    """(X, Y, Z) RAS+ -> (N, rows, cols) with superior/anterior at the top row."""
+    return np.moveaxis(canonical, axis, 0).transpose(0, 2, 1)[:, ::-1, :]
+
+
+def _from_planes(planes: np.ndarray, axis: int) -> np.ndarray:
+    """Exact inverse of :func:`_to_planes`."""
+    return np.moveaxis(planes[:, ::-1, :].transpose(0, 2, 1), 0, axis)
+
+
+def _square_padding(
+    plane_shape: tuple[int, int], spacing: np.ndarray
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Padding (before, after) per in-plane axis that makes the field of view square in mm."""
+    extent = np.asarray(plane_shape) * spacing
+    extra = np.rint((extent.max() - extent) / spacing).astype(int)
+    return tuple((int(e // 2), int(e - e // 2)) for e in extra)  # type: ignore[return-value]
+
+
+def resize_planes(planes: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Resize (N, H, W) planes to ``shape`` with antialiased bilinear interpolation.
+
+    Runs on the tensor's device; returns the input unchanged when sizes already match.
+    """
+    if tuple(planes.shape[-2:]) == tuple(shape):
+        return planes
+    return F.interpolate(
+        planes[:, None], size=shape, mode="bilinear", align_corners=False, antialias=True
+    )[:, 0]
+
+
+def to_slices(volume: Volume, spec: PreprocessingSpec) -> SliceStack:
+    """Cut a scan into normalised, square, model-sized slices (see module docstring)."""
+    mask = foreground_mask(volume.data, spec.foreground_fraction)
+    normalized = normalize_intensity(volume.data, mask, spec)
+    ornt = nib.orientations.io_orientation(volume.affine)
+    axis = _CANONICAL_AXIS[spec.axis]
+    planes = _to_planes(nib.orientations.apply_orientation(normalized, ornt), axis)
+    mask_planes = _to_planes(nib.orientations.apply_orientation(mask, ornt), axis)
+
+    zooms = _canonical_zooms(volume, ornt)
+    in_plane = [i for i in range(3) if i != axis]
+    spacing = zooms[[in_plane[1], in_plane[0]]]  # rows run along the later canonical axis
+    pad = _square_padding(planes.shape[1:], spacing)
+    fill = float(normalized.min())
+    planes = np.pad(planes, ((0, 0), *pad), constant_values=fill)
+    mask_planes = np.pad(mask_planes, ((0, 0), *pad), constant_values=False)
+
+    size = (spec.size, spec.size)
+    images = resize_planes(torch.from_numpy(np.ascontiguousarray(planes)), size)
+    mask_t = resize_planes(torch.from_numpy(np.ascontiguousarray(mask_planes, np.float32)), size)
+    n = planes.shape[0]
+    geometry = SliceGeometry(
+        shape=volume.shape,
+        ornt=ornt,
+        axis=axis,
+        plane_shape=(planes.shape[1] - sum(pad[0]), planes.shape[2] - sum(pad[1])),
+        pad=pad,
+        size=spec.size,
+    )
+    return SliceStack(
+        images=images.numpy().astype(np.float32, copy=False),
+        mask=mask_t.numpy() >= 0.5,
+        positions=np.linspace(0.0, 1.0, n, dtype=np.float32) if n > 1 else np.zeros(1, np.float32),
+        geometry=geometry,
+    )
+
+
+def slices_to_volume(maps: np.ndarray | torch.Tensor, geometry: SliceGeometry) -> np.ndarray:
+    """Put (N, size, size) slice-wise maps back on the scan's voxel grid.
+
+    The exact inverse of the geometric steps of :func:`to_slices`: resize to the padded
+    plane, crop the padding, undo the slicing transpose and the reorientation. A tensor
+    is resized on its own device. Returns float32 of shape ``geometry.shape``.
+    """
+    maps_t = torch.as_tensor(maps, dtype=torch.float32)
+    expected = (geometry.n_slices, geometry.size, geometry.size)
+    if tuple(maps_t.shape) != expected:
+        raise ParameterError(f"slice maps have shape {tuple(maps_t.shape)}: expected {expected}")
+    planes = resize_planes(maps_t, geometry.padded_shape).cpu().numpy()
+    (r0, _), (c0, _) = geometry.pad
+    rows, cols = geometry.plane_shape
+    planes = planes[:, r0 : r0 + rows, c0 : c0 + cols]
+    canonical = _from_planes(planes, geometry.axis)
+    return np.ascontiguousarray(
+        nib.orientations.apply_orientation(canonical, _invert_ornt(geometry.ornt))
+    )

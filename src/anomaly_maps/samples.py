@@ -1,0 +1,60 @@
+"""Sample files shipped with the package (in wheels and editable installs alike)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from .errors import AnomalyMapsError
+
+__all__ = ["MNI152_NOTICE", "SAMPLES", "sample_path"]
+
+SAMPLES: dict[str, tuple[str, str]] = {
+    "brain": (
+        "mni152_t1.nii.gz",
+        "MNI ICBM152 2009a symmetric T1 template, brain-masked, 1 mm (via nilearn)",
+    ),
+}
+"""Sample key -> (file name in ``anomaly_maps/sample_data``, description)."""
+
+MNI152_NOTICE = """\
+mni152_t1.nii.gz: the MNI ICBM152 2009a nonlinear symmetric T1-weighted template,
+brain-masked and converted to 1 mm uint8 NIfTI by nilearn
+(nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz), copied
+unchanged by `anomaly-maps make-sample-data`.
+
+Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre,
+Montreal Neurological Institute, McGill University.
+Permission to use, copy, modify, and distribute this software and its
+documentation for any purpose and without fee is hereby granted, provided
+that the above copyright notice appear in all copies. The authors and
+McGill University make no representations about the suitability of this
+software for any purpose. It is provided "as is" without express or implied
+warranty. The authors are not responsible for any data loss, equipment
+damage, property loss, or injury to subjects or patients resulting from the
+use or misuse of this software package.
+
+References:
+  V.S. Fonov, A.C. Evans, R.C. McKinstry, C.R. Almli, D.L. Collins. Unbiased
+  nonlinear average age-appropriate brain templates from birth to adulthood.
+  NeuroImage 47 (2009) S102.
+  V.S. Fonov, A.C. Evans, K. Botteron, C.R. Almli, R.C. McKinstry, D.L. Collins.
+  Unbiased average age-appropriate atlases for pediatric studies. NeuroImage 54
+  (2011) 313-327.
+  D.L. Collins, A.P. Zijdenbos, W.F.C. Baare, A.C. Evans. ANIMAL+INSECT: Improved
+  cortical structure segmentation. IPMI 1999, LNCS 1613, 210-223.
+"""
+"""Licence notice of the MNI152 template, written beside the sample scan."""
+
+
+def sample_path(key: str = "brain") -> Path:
+    """Path of a bundled sample file, e.g. ``sample_path("brain")``."""
+    if key not in SAMPLES:
+        raise AnomalyMapsError(f"unknown sample {key!r}: expected one of {sorted(SAMPLES)}")
+    path = Path(str(resources.files("anomaly_maps") / "sample_data" / SAMPLES[key][0]))
+    if not path.is_file():
+        raise AnomalyMapsError(
+            f"sample file {path} is missing from this installation; "
+            "reinstall napari-anomaly-maps or run `anomaly-maps make-sample-data`"
+        )
+    return path

@@ -1,0 +1,76 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from anomaly_maps import __version__
+from anomaly_maps.cli import main
+from anomaly_maps.io import load_volume
+
+
+def test_version_and_help_from_console_script():
+    out = subprocess.run(
+        [sys.executable, "-m", "anomaly_maps.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == f"anomaly-maps {__version__}"
+    helptext = subprocess.run(
+        [sys.executable, "-m", "anomaly_maps.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for command in ("info", "preprocess", "make-sample-data"):
+        assert command in helptext
+
+
+def test_info(tiny_nifti, capsys):
+    assert main(["info", str(tiny_nifti)]) == 0
+    out = capsys.readouterr().out
+    assert "(31, 33, 17)" in out
+    assert "0.9 x 1.3 x 2.7 mm" in out
+    assert "qform/sform codes 1/2" in out
+
+
+def test_preprocess_writes_maps_on_the_scan_grid(tiny_nifti, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["preprocess", str(tiny_nifti), "--size", "32", "--out", str(out)]) == 0
+    scan = load_volume(tiny_nifti)
+    view = load_volume(out / "tiny_head_model_view.nii.gz")
+    mask = load_volume(out / "tiny_head_foreground.nii.gz")
+    for vol in (view, mask):
+        assert vol.shape == scan.shape
+        np.testing.assert_allclose(vol.affine, scan.affine, atol=1e-6)
+    assert view.data.min() >= 0.0 and view.data.max() <= 1.0
+    assert mask.data.dtype == np.uint8
+    # the model's view correlates with the scan inside the head
+    inside = mask.data > 0
+    assert np.corrcoef(view.data[inside], scan.data[inside])[0, 1] > 0.8
+    assert "axial slices of 32x32" in capsys.readouterr().out
+
+    # a second run refuses to overwrite, says why, and leaves the files alone
+    before = (out / "tiny_head_model_view.nii.gz").read_bytes()
+    assert main(["preprocess", str(tiny_nifti), "--size", "16", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "tiny_head_model_view.nii.gz").read_bytes() == before
+    assert (
+        main(["preprocess", str(tiny_nifti), "--size", "16", "--out", str(out), "--overwrite"])
+        == 0
+    )
+
+
+def test_bad_input_is_one_clear_line(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "missing.nii.gz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("anomaly-maps info: error: ")
+    assert "missing.nii.gz: no such file" in err
+    assert "Traceback" not in err
+
+
+def test_bad_option_exits_with_usage(tiny_nifti):
+    with pytest.raises(SystemExit) as exc:
+        main(["preprocess", str(tiny_nifti), "--axis", "oblique", "--out", "x"])
+    assert exc.value.code == 2
