@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import napari
@@ -18,12 +17,11 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 def sample_brain_axial() -> None:
     """The sample brain opened through the plugin's reader, axial slice, anterior up."""
-    warnings.filterwarnings("ignore", message="napari support for the PyQt5 backend")
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1400, 900)
     viewer.open(str(sample_path("brain")), plugin="napari-anomaly-maps")
     viewer.dims.order = (2, 1, 0)  # slider over I->S (axial), rows P->A, columns L->R
-    viewer.camera.orientation2d = ("up", "right")  # anterior at the top, as radiologists read
+    viewer.scene.camera.orientation2d = ("up", "right")  # anterior at the top, as radiologists read
     viewer.dims.set_point(2, 10.0)  # 10 mm above the AC-PC plane
     viewer.reset_view()
     imwrite(DOCS / "viewer_sample_brain.png", viewer.screenshot(canvas_only=False, flash=False))

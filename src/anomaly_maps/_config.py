@@ -7,14 +7,25 @@ keys it does not know, so a typo or a file from another format never passes sile
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from .errors import ParameterError
 
-__all__ = ["FrozenConfig"]
+__all__ = ["FrozenConfig", "is_int", "is_real"]
 
 C = TypeVar("C", bound="FrozenConfig")
+
+
+def is_int(value: Any) -> bool:
+    """True for a Python ``int`` (``bool`` excluded)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> bool:
+    """True for a finite ``int`` or ``float`` (``bool`` excluded)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,17 @@ class FrozenConfig:
 
     def validate(self) -> None:
         """Check field values; raise ``ParameterError`` naming the first bad one."""
+
+    def _invalid(self, name: str, expected: str) -> ParameterError:
+        """The error for a bad field: ``"beta=-1 for model 'vae': expected a float >= 0"``."""
+        return ParameterError(
+            f"{name}={getattr(self, name)!r} for {self._label()}: expected {expected}"
+        )
+
+    def _require(self, name: str, ok: bool, expected: str) -> None:
+        """Raise :meth:`_invalid` for field ``name`` unless ``ok``."""
+        if not ok:
+            raise self._invalid(name, expected)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the fields (tuples become lists)."""

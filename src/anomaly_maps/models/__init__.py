@@ -1,0 +1,42 @@
+"""Slice-wise generative models trained on healthy anatomy (seeds 000-004).
+
+Importing this package registers every model kind: ``vae``, ``cevae``, ``dae``,
+``vqvae`` and its autoregressive ``prior``.
+"""
+
+from ._base import (
+    AnomalyModel,
+    LossOutput,
+    ModelConfig,
+    build_model,
+    config_from_dict,
+    list_model_kinds,
+    model_presets,
+    register_model,
+)
+from .cevae import CeVAE, CeVAEConfig
+from .dae import DAE, DAEConfig
+from .prior import CodePrior, PriorConfig
+from .vae import VAE, VAEConfig
+from .vqvae import VQVAE, VQVAEConfig
+
+__all__ = [
+    "DAE",
+    "VAE",
+    "VQVAE",
+    "AnomalyModel",
+    "CeVAE",
+    "CeVAEConfig",
+    "CodePrior",
+    "DAEConfig",
+    "LossOutput",
+    "ModelConfig",
+    "PriorConfig",
+    "VAEConfig",
+    "VQVAEConfig",
+    "build_model",
+    "config_from_dict",
+    "list_model_kinds",
+    "model_presets",
+    "register_model",
+]
