@@ -18,6 +18,16 @@ from .errors import AnomalyMapsError
 __all__ = ["atomic_path", "full_suffix"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+"""mkstemp creates 0600 files; outputs get the mode ``open()`` would give them."""
+
+
 def full_suffix(path: str | os.PathLike) -> str:
     """The suffix that decides the format: ``.nii.gz`` counts as one suffix."""
     name = Path(path).name.lower()
@@ -54,6 +64,7 @@ def atomic_path(
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    tmp.chmod(_FILE_MODE)
     try:
         yield tmp
         if overwrite:

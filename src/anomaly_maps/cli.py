@@ -7,6 +7,8 @@ one clear line (no traceback) and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import glob
+import json
 import shutil
 import sys
 from collections.abc import Sequence
@@ -88,6 +90,132 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _expand_data(patterns: Sequence[str]) -> list[str]:
+    """Paths and globs -> sorted, de-duplicated files; a pattern matching nothing is an error."""
+    paths: list[str] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not matches:
+            raise AnomalyMapsError(f"--data {pattern!r} matches no file")
+        paths += matches
+    return list(dict.fromkeys(paths))
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, object]:
+    """``key=value`` pairs; values are JSON where they parse (numbers, lists, true)."""
+    result: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise AnomalyMapsError(f"--set {pair!r}: expected KEY=VALUE, e.g. latent_dim=256")
+        try:
+            result[key] = json.loads(value)
+        except json.JSONDecodeError:
+            result[key] = value
+    return result
+
+
+def _model_config(args: argparse.Namespace):
+    """The model config from --model, --preset, --size and --set."""
+    from .checkpoint import read_header
+    from .models import PriorConfig, VQVAEConfig, config_from_dict, model_presets
+
+    overrides = _overrides(args.set)
+    presets = model_presets(args.model)
+    if args.preset is not None and args.preset not in presets:
+        raise AnomalyMapsError(
+            f"unknown preset {args.preset!r} for model {args.model!r}: "
+            f"expected one of {sorted(presets)}"
+        )
+    base = presets[args.preset].to_dict() if args.preset else {}
+    if args.model == "prior":
+        if args.vqvae is None:
+            raise AnomalyMapsError("--model prior needs --vqvae CHECKPOINT (a trained VQ-VAE)")
+        vq = VQVAEConfig.from_dict(read_header(args.vqvae)["models"]["vqvae"])
+        base = {k: v for k, v in base.items() if k not in ("num_codes", "grid_size")}
+        return PriorConfig.for_vqvae(vq, **{**base, **overrides})
+    if args.size is not None:
+        overrides.setdefault("size", args.size)
+    return config_from_dict(args.model, {**base, **overrides})
+
+
+def _tqdm_progress(batches, epoch: int, split: str):
+    from tqdm import tqdm
+
+    return tqdm(batches, desc=f"epoch {epoch + 1} {split}", leave=split == "val", unit="batch")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a model on healthy volumes; writes the checkpoint after every epoch."""
+    from .preprocessing import PreprocessingSpec
+    from .training import TrainConfig, _dist_from_env, metrics_path, train
+
+    model_config = _model_config(args)
+    preprocessing = PreprocessingSpec(
+        axis=args.axis,
+        size=getattr(model_config, "size", args.size or 64),
+        normalization=args.normalization,
+    )
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        augment=not args.no_augment,
+        amp=not args.no_amp,
+    )
+    main_rank = _dist_from_env().main
+    result = train(
+        _expand_data(args.data),
+        args.out,
+        model_config=model_config,
+        preprocessing=preprocessing,
+        config=config,
+        vqvae_checkpoint=args.vqvae,
+        device=args.device,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=_tqdm_progress if main_rank else None,
+        command=" ".join(["anomaly-maps", *sys.argv[1:]]),
+    )
+    if main_rank:
+        last = result.history[-1] if result.history else {}
+        losses = ", ".join(f"{k} {v:.5g}" for k, v in last.items() if k.endswith("loss"))
+        print(f"trained {model_config.kind} in {result.seconds:.1f} s: {losses}")
+        print(f"  wrote {result.checkpoint} and {metrics_path(result.checkpoint)}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Print speed measurements (``bench train``: training throughput per model)."""
+    import torch
+
+    from .bench import bench_train
+    from .device import resolve_device
+
+    device = resolve_device(args.device)
+    kinds = args.models.split(",") if args.models else None
+    print(
+        f"training throughput on {device} (torch {torch.__version__}, batch {args.batch_size},"
+        f" {args.steps} timed steps after 2 warm-up steps, augmentation included)"
+    )
+    print(f"{'model':8} {'preset':14} {'input':>14} {'params':>9} {'s/step':>8} {'slices/s':>9}")
+    for row in bench_train(
+        device=device,
+        kinds=kinds,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        amp=not args.no_amp,
+    ):
+        shape = "x".join(map(str, row.input_shape))
+        print(
+            f"{row.kind:8} {row.preset:14} {shape:>14} {row.parameters / 1e6:8.2f}M "
+            f"{row.seconds_per_step:8.3f} {row.slices_per_second:9.1f}"
+        )
+    return 0
+
+
 def cmd_make_sample_data(args: argparse.Namespace) -> int:
     """Regenerate ``sample_data/`` from the anatomy that nilearn ships."""
     try:
@@ -139,6 +267,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     _add_volume_index(p)
     p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser(
+        "train",
+        help="train a model on healthy NIfTI volumes (torchrun -m anomaly_maps.cli for DDP)",
+    )
+    p.add_argument("--model", required=True, choices=("vae", "cevae", "dae", "vqvae", "prior"))
+    p.add_argument("--preset", default=None, help="paper preset, e.g. zimmerer2019")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="PATH_OR_GLOB",
+        help="healthy training volumes (quote globs: 'train/*.nii.gz')",
+    )
+    p.add_argument("--out", required=True, metavar="CHECKPOINT", help="run.safetensors")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model hyper-parameters, e.g. latent_dim=256 beta=0.5",
+    )
+    p.add_argument(
+        "--vqvae",
+        default=None,
+        metavar="CHECKPOINT",
+        help="trained VQ-VAE whose codes a prior learns",
+    )
+    p.add_argument("--axis", choices=("axial", "coronal", "sagittal"), default="axial")
+    p.add_argument("--size", type=int, default=None, help="in-plane size (default: preset's)")
+    p.add_argument("--normalization", choices=("percentile", "zscore"), default="percentile")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--no-augment", action="store_true", help="train on unaugmented slices")
+    p.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
+    p.add_argument("--resume", action="store_true", help="continue OUT up to --epochs")
+    p.add_argument("--overwrite", action="store_true", help="start afresh over OUT")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("bench", help="measure speed on this machine")
+    p.add_argument("what", choices=("train",), help="train: training throughput per model")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--models", default=None, help="comma-separated kinds (default: all)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--no-amp", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("make-sample-data", help="regenerate the bundled sample files")
     p.add_argument("--out", default="sample_data", metavar="DIR")
