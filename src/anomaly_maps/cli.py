@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import logging
 import shutil
 import sys
 from collections.abc import Sequence
@@ -166,6 +167,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         amp=not args.no_amp,
     )
     main_rank = _dist_from_env().main
+    if not main_rank:  # one copy of every warning, from rank 0
+        logging.getLogger("anomaly_maps").setLevel(logging.ERROR)
     result = train(
         _expand_data(args.data),
         args.out,
