@@ -7,17 +7,24 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from scipy.spatial.transform import Rotation
 
 from anomaly_maps.io import Volume
+from anomaly_maps.models import (
+    CeVAEConfig,
+    DAEConfig,
+    PriorConfig,
+    VAEConfig,
+    VQVAEConfig,
+    build_model,
+)
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """Tiny test models gain nothing from intra-op threads; on a busy 2-core runner they
     only fight over the cores (measured: 3-5x slower model tests with 2 threads)."""
-    import torch
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -68,3 +75,64 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, *, qcode=1, sc
 def tiny_nifti(tmp_path, tiny_volume) -> Path:
     """tiny_volume written as .nii.gz with distinct qform (1) and sform (2) codes."""
     return write_nifti(tmp_path / "tiny_head.nii.gz", tiny_volume.data, tiny_volume.affine)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_volume) -> Path:
+    """A 16x16 axial VAE trained for two epochs on the tiny head (and saved)."""
+    from anomaly_maps.io import save_volume
+    from anomaly_maps.preprocessing import PreprocessingSpec
+    from anomaly_maps.training import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("tiny_checkpoint")
+    scan = save_volume(tiny_volume, folder / "head.nii.gz")
+    out = folder / "vae.safetensors"
+    train(
+        [scan],
+        out,
+        model_config=VAEConfig(size=16, widths=(8, 16), latent_dim=8, likelihood_scale=0.2),
+        preprocessing=PreprocessingSpec(axis="axial", size=16),
+        config=TrainConfig(epochs=2, batch_size=8, lr=3e-3, val_fraction=0.0),
+        device="cpu",
+    )
+    return out
+
+
+# --------------------------------------------------------------------- scorer models
+
+SIZE = 16  # in-plane size of the scorer tests' models and slices
+
+
+def _model(config, seed: int):
+    torch.manual_seed(seed)
+    model = build_model(config).eval()
+    with torch.no_grad():  # move weights off their initialisation so outputs are not trivial
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> dict[str, dict[str, torch.nn.Module]]:
+    """Checkpoint-like model dicts by kind: vae, cevae, dae, and vqvae+prior."""
+    conv = {"size": SIZE, "widths": (8, 16), "latent_dim": 8}
+    vq_cfg = VQVAEConfig(size=SIZE, widths=(8, 16), res_blocks=1, num_codes=8, code_dim=8)
+    vq = _model(vq_cfg, 3)
+    prior = _model(PriorConfig.for_vqvae(vq_cfg, width=16, depth=1, heads=2), 4)
+    return {
+        "vae": {"vae": _model(VAEConfig(**conv, likelihood_scale=0.2), 0)},
+        "cevae": {"cevae": _model(CeVAEConfig(**conv, likelihood_scale=0.2), 1)},
+        "dae": {"dae": _model(DAEConfig(**conv), 2)},
+        "vqvae+prior": {"vqvae": vq, "prior": prior},
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, position): 3 smooth slices in [0, 1] of shape (3, 1, 16, 16) and positions (3,)."""
+    g = torch.Generator().manual_seed(0)
+    axis = torch.linspace(-1, 1, SIZE)
+    r2 = axis[:, None] ** 2 + axis[None, :] ** 2
+    x = torch.stack([torch.exp(-r2 / (0.2 + 0.2 * i)) for i in range(3)])[:, None]
+    x = (x + 0.05 * torch.rand(x.shape, generator=g)).clamp(0, 1)
+    return x, torch.tensor([0.2, 0.5, 0.8])

@@ -74,3 +74,52 @@ def test_bad_option_exits_with_usage(tiny_nifti):
     with pytest.raises(SystemExit) as exc:
         main(["preprocess", str(tiny_nifti), "--axis", "oblique", "--out", "x"])
     assert exc.value.code == 2
+
+
+def test_score_writes_map_score_and_slice_csv(tiny_nifti, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "scores"
+    args = ["score", str(tiny_nifti), "--checkpoint", str(tiny_checkpoint), "--scorer", "rec",
+            "--param", "sigma=1", "--out", str(out), "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    scan = load_volume(tiny_nifti)
+    anomaly = load_volume(out / "tiny_head_rec.nii.gz")
+    assert anomaly.shape == scan.shape
+    np.testing.assert_allclose(anomaly.affine, scan.affine, atol=1e-6)
+    score = float((out / "tiny_head_rec.txt").read_text())
+    rows = (out / "tiny_head_rec_slices.csv").read_text().splitlines()
+    assert rows[0] == "slice,score"
+    assert len(rows) == 1 + scan.shape[2]
+    slice_scores = np.array([float(r.split(",")[1]) for r in rows[1:]])
+    assert score == pytest.approx(slice_scores[slice_scores > 0].mean(), rel=1e-5)
+    assert "rec volume score" in capsys.readouterr().out
+    # refuses to overwrite, before doing any work
+    assert main(args) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--scorer", "nope"], "unknown scorer 'nope'"),
+        (["--scorer", "rec", "--param", "sigma=-2"], "sigma=-2.0 for scorer 'rec'"),
+        (["--scorer", "rec", "--param", "sigma=abc"], "sigma='abc' for scorer 'rec'"),
+        (["--scorer", "rec", "--param", "zzz=1"], "has no parameter 'zzz'"),
+        (["--scorer", "rec", "--param", "oops"], "expected KEY=VALUE"),
+    ],
+)
+def test_score_bad_input(tiny_nifti, tiny_checkpoint, tmp_path, capsys, extra, message):
+    args = ["score", str(tiny_nifti), "--checkpoint", str(tiny_checkpoint), *extra,
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_score_refuses_a_pickle_checkpoint(tiny_nifti, tmp_path, capsys):
+    fake = tmp_path / "model.pt"
+    fake.write_bytes(b"\x80\x04\x95" + b"\x00" * 64)
+    args = ["score", str(tiny_nifti), "--checkpoint", str(fake), "--scorer", "rec",
+            "--out", str(tmp_path / "o")]  # fmt: skip
+    assert main(args) == 2
+    assert "never unpickles" in capsys.readouterr().err

@@ -190,6 +190,98 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scorer_params(names: Sequence[str], pairs: Sequence[str]) -> list[tuple[str, dict]]:
+    """``--param k=v`` (one scorer) or ``--param scorer:k=v``, parsed by each ParamSpec."""
+    from .scoring import get_scorer
+
+    params: dict[str, dict[str, object]] = {name: {} for name in names}
+    for pair in pairs:
+        target, _, assignment = pair.rpartition(":")
+        key, sep, text = assignment.partition("=")
+        if not sep or not key:
+            raise AnomalyMapsError(f"--param {pair!r}: expected KEY=VALUE or SCORER:KEY=VALUE")
+        if not target:
+            if len(names) != 1:
+                raise AnomalyMapsError(
+                    f"--param {pair!r}: with several scorers write SCORER:{key}={text}"
+                )
+            target = names[0]
+        if target not in params:
+            raise AnomalyMapsError(f"--param {pair!r}: {target!r} is not among --scorer {names}")
+        specs = {p.name: p for p in get_scorer(target).params}
+        if key not in specs:
+            raise AnomalyMapsError(
+                f"--param {pair!r}: scorer {target!r} has no parameter {key!r}; "
+                f"expected one of {sorted(specs) or 'none'}"
+            )
+        params[target][key] = specs[key].parse(text, target)
+    return list(params.items())
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score volumes: a map NIfTI, a score .txt (MOOD format) and a slice CSV per scorer."""
+    from tqdm import tqdm
+
+    from .checkpoint import load_checkpoint
+    from .scoring import get_scorer, score_volume
+
+    for name in args.scorer:
+        get_scorer(name)  # unknown names fail before any work
+    scorers = _scorer_params(args.scorer, args.param)
+    checkpoint = load_checkpoint(args.checkpoint, device=args.device)
+    for name, _ in scorers:
+        get_scorer(name).check_fits(checkpoint.kinds)
+    out = Path(args.out)
+    inputs = _expand_data(args.inputs)
+    planned = {
+        path: {name: _score_outputs(out, Path(path), name) for name, _ in scorers}
+        for path in inputs
+    }
+    if not args.overwrite:
+        existing = [str(f) for per in planned.values() for fs in per.values() for f in fs
+                    if f.exists()]  # fmt: skip
+        if existing:
+            raise AnomalyMapsError(
+                f"{existing[0]}: already exists ({len(existing)} output(s)); "
+                "pass --overwrite to replace them"
+            )
+    for path in inputs:
+        vol = load_volume(path, volume_index=args.volume_index)
+        with tqdm(desc=Path(path).name, unit="slice") as bar:
+
+            def progress(done: int, total: int, bar=bar) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            results = score_volume(
+                vol, checkpoint, scorers, batch_size=args.batch_size, seed=args.seed,
+                progress=progress,
+            )  # fmt: skip
+        for result in results:
+            map_path, txt_path, csv_path = planned[path][result.scorer]
+            if result.map is not None:
+                save_volume(vol.with_data(result.map), map_path, overwrite=args.overwrite)
+            _write_text(txt_path, f"{result.volume_score:.8g}\n", args.overwrite)
+            rows = "".join(f"{i},{s:.8g}\n" for i, s in enumerate(result.slice_scores))
+            _write_text(csv_path, "slice,score\n" + rows, args.overwrite)
+            print(f"{path}: {result.scorer} volume score {result.volume_score:.6g}")
+    return 0
+
+
+def _score_outputs(out: Path, scan: Path, scorer: str) -> tuple[Path, Path, Path]:
+    """Map NIfTI, MOOD-style score file and per-slice CSV for one scan and scorer."""
+    base = out / f"{_stem(scan)}_{scorer}"
+    return (base.with_name(base.name + ".nii.gz"), base.with_name(base.name + ".txt"),
+            base.with_name(base.name + "_slices.csv"))  # fmt: skip
+
+
+def _write_text(path: Path, text: str, overwrite: bool) -> None:
+    from ._fileio import atomic_path
+
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_text(text)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Print speed measurements (``bench train``: training throughput per model)."""
     import torch
@@ -312,6 +404,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue OUT up to --epochs")
     p.add_argument("--overwrite", action="store_true", help="start afresh over OUT")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", help="anomaly maps and scores of volumes with a trained model")
+    p.add_argument("inputs", nargs="+", metavar="SCAN", help="NIfTI files or quoted globs")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="trained .safetensors")
+    p.add_argument(
+        "--scorer",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="scorer name (repeat for several); see --list-scorers",
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="[SCORER:]KEY=VALUE",
+        help="scorer parameter, e.g. n_smooth=16",
+    )
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    _add_volume_index(p)
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("bench", help="measure speed on this machine")
     p.add_argument("what", choices=("train",), help="train: training throughput per model")

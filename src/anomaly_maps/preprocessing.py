@@ -140,12 +140,16 @@ class SliceStack:
         = 0), e.g. for position-conditioned priors (seed 002).
     geometry
         How to map (N, size, size) results back with :func:`slices_to_volume`.
+    foreground
+        The scan's foreground on its own voxel grid (bool, the scan's shape): maps are
+        zeroed outside it once back on the grid.
     """
 
     images: np.ndarray
     mask: np.ndarray
     positions: np.ndarray
     geometry: SliceGeometry
+    foreground: np.ndarray
 
 
 def foreground_mask(data: np.ndarray, fraction: float = 0.05) -> np.ndarray:
@@ -259,6 +263,7 @@ def to_slices(volume: Volume, spec: PreprocessingSpec) -> SliceStack:
         mask=mask_t.numpy() >= 0.5,
         positions=np.linspace(0.0, 1.0, n, dtype=np.float32) if n > 1 else np.zeros(1, np.float32),
         geometry=geometry,
+        foreground=mask,
     )
 
 

@@ -1,0 +1,220 @@
+"""The scorer registry: what a scorer is, its typed parameters, and how to find one.
+
+A scorer turns a trained model into a pixel-wise anomaly map and a per-slice score. It
+is one function in one module of this package, registered with :func:`register_scorer`;
+the CLI builds its ``--param`` checks and the napari widget its form from the
+:class:`ParamSpec` list, so adding a scorer touches no other file.
+
+A scorer function has the signature::
+
+    fn(models: dict[str, nn.Module], x: Tensor, *, position: Tensor,
+       generator: torch.Generator, **params) -> ScoreResult
+
+where ``models`` are the checkpoint's models by kind (eval mode, on ``x.device``),
+``x`` is a batch of preprocessed slices (B, 1, H, W), ``position`` their slice positions
+(B,) in [0, 1], and ``generator`` (on ``x.device``) is the only source of randomness.
+It works on the whole batch at once (SmoothGrad/IWAE/restoration samples are stacked
+into the batch), never looping over slices in Python.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._config import is_int, is_real
+from ..errors import ParameterError, ScorerError
+
+__all__ = [
+    "ParamSpec",
+    "ScoreResult",
+    "ScorerFn",
+    "ScorerInfo",
+    "get_scorer",
+    "list_scorers",
+    "register_scorer",
+]
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What a scorer returns for a batch of B slices.
+
+    Attributes
+    ----------
+    pixel
+        (B, H, W) anomaly map, higher = more anomalous; ``None`` for scorers that only
+        rate whole slices (ELBO, IWAE, ...).
+    slice_score
+        (B,) per-slice anomaly score, higher = more anomalous.
+    """
+
+    pixel: torch.Tensor | None
+    slice_score: torch.Tensor
+
+
+ScorerFn = Callable[..., ScoreResult]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One scorer parameter: typed, with a default, a range and a help text.
+
+    ``range`` is ``(low, high)`` inclusive for ``int``/``float`` (``None`` for no
+    bound on that side), the allowed values for ``str``, and ignored for ``bool``.
+    """
+
+    name: str
+    type: type
+    default: Any
+    range: tuple[Any, ...] | None = None
+    help: str = ""
+
+    def expected(self) -> str:
+        """Human description of valid values, for messages and tooltips."""
+        if self.type is bool:
+            return "true or false"
+        if self.type is str:
+            return f"one of {list(self.range or ())}"
+        lo, hi = self.range or (None, None)
+        bounds = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+        return f"{self.type.__name__} in {bounds}"
+
+    def check(self, value: Any, scorer: str) -> Any:
+        """Validate (and coerce int -> float) ``value``; raise ``ParameterError``."""
+        ok = {
+            bool: isinstance(value, bool),
+            int: is_int(value),
+            float: is_real(value),
+            str: isinstance(value, str),
+        }[self.type]
+        if ok and self.type in (int, float):
+            lo, hi = self.range or (None, None)
+            ok = (lo is None or value >= lo) and (hi is None or value <= hi)
+        if ok and self.type is str and self.range is not None:
+            ok = value in self.range
+        if not ok:
+            raise ParameterError(
+                f"{self.name}={value!r} for scorer {scorer!r}: expected {self.expected()}"
+            )
+        return float(value) if self.type is float else value
+
+    def parse(self, text: str, scorer: str) -> Any:
+        """Parse a command-line string (``"8"``, ``"0.1"``, ``"true"``) and check it."""
+        try:
+            if self.type is bool:
+                value: Any = {"true": True, "false": False, "1": True, "0": False}[text.lower()]
+            elif self.type is str:
+                value = text
+            else:
+                value = self.type(float(text)) if self.type is float else int(text)
+                if self.type is float and not math.isfinite(value):
+                    raise ValueError
+        except (KeyError, ValueError):
+            raise ParameterError(
+                f"{self.name}={text!r} for scorer {scorer!r}: expected {self.expected()}"
+            ) from None
+        return self.check(value, scorer)
+
+
+@dataclass(frozen=True)
+class ScorerInfo:
+    """A registered scorer and what it needs.
+
+    Attributes
+    ----------
+    name, description
+        Registry key and one line for menus.
+    seed
+        Paper it follows, e.g. ``"000, section 3"`` (see ``shared/seeds/INDEX.md``).
+    model_kinds
+        Accepted checkpoints: each entry is a ``+``-joined set of model kinds that
+        must all be present, e.g. ``("vae", "cevae")`` or ``("vqvae+prior",)``.
+    params
+        Typed parameters, in form order.
+    fn
+        The batched implementation.
+    """
+
+    name: str
+    description: str
+    seed: str
+    model_kinds: tuple[str, ...]
+    params: tuple[ParamSpec, ...]
+    fn: ScorerFn = field(repr=False)
+
+    def fits(self, kinds: Sequence[str]) -> bool:
+        """True when a checkpoint holding ``kinds`` can run this scorer."""
+        return any(set(alt.split("+")) <= set(kinds) for alt in self.model_kinds)
+
+    def check_fits(self, kinds: Sequence[str]) -> None:
+        if not self.fits(kinds):
+            raise ScorerError(
+                f"scorer {self.name!r} needs a checkpoint with {' or '.join(self.model_kinds)}"
+                f" models; this one holds {'+'.join(kinds)}"
+            )
+
+    def resolve_params(self, given: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults overridden by ``given``, each checked; unknown names are errors."""
+        given = dict(given or {})
+        specs = {p.name: p for p in self.params}
+        unknown = sorted(set(given) - set(specs))
+        if unknown:
+            raise ParameterError(
+                f"unknown parameter(s) {unknown} for scorer {self.name!r}: "
+                f"expected some of {sorted(specs) or 'none'}"
+            )
+        return {n: p.check(given.get(n, p.default), self.name) for n, p in specs.items()}
+
+    def __call__(
+        self,
+        models: dict[str, nn.Module],
+        x: torch.Tensor,
+        *,
+        position: torch.Tensor,
+        generator: torch.Generator,
+        **params: Any,
+    ) -> ScoreResult:
+        return self.fn(models, x, position=position, generator=generator, **params)
+
+
+_SCORERS: dict[str, ScorerInfo] = {}
+
+
+def register_scorer(
+    name: str,
+    *,
+    description: str,
+    seed: str,
+    model_kinds: Sequence[str],
+    params: Sequence[ParamSpec] = (),
+) -> Callable[[ScorerFn], ScorerFn]:
+    """Decorator registering a batched scorer function under ``name``."""
+
+    def decorate(fn: ScorerFn) -> ScorerFn:
+        if name in _SCORERS:
+            raise ValueError(f"scorer {name!r} registered twice")
+        for p in params:
+            p.check(p.default, name)  # a bad default is a programming error
+        _SCORERS[name] = ScorerInfo(name, description, seed, tuple(model_kinds), tuple(params), fn)
+        return fn
+
+    return decorate
+
+
+def get_scorer(name: str) -> ScorerInfo:
+    """The registered scorer ``name``; an unknown name lists the known ones."""
+    try:
+        return _SCORERS[name]
+    except KeyError:
+        raise ScorerError(f"unknown scorer {name!r}: expected one of {list_scorers()}") from None
+
+
+def list_scorers(kinds: Sequence[str] | None = None) -> list[str]:
+    """Names of all scorers, or of those that fit a checkpoint holding ``kinds``."""
+    return sorted(n for n, s in _SCORERS.items() if kinds is None or s.fits(kinds))

@@ -1,0 +1,169 @@
+"""Score a whole volume: preprocess as the model was trained, score slice batches on the
+device, mask the background, and put the maps back on the scan's voxel grid.
+
+This is the one function the CLI (``anomaly-maps score``) and the napari widgets call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..checkpoint import Checkpoint
+from ..device import resolve_device
+from ..io import Volume
+from ..preprocessing import slices_to_volume, to_slices
+from ._registry import ScorerInfo, get_scorer
+
+__all__ = ["VolumeScore", "iter_batches_adaptive", "score_volume"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VolumeScore:
+    """One scorer's result for one volume.
+
+    Attributes
+    ----------
+    scorer, params
+        Which scorer ran, with every parameter value (defaults filled in).
+    map
+        Anomaly map on the scan's voxel grid (float32, background 0), or ``None`` for
+        slice-only scorers.
+    slice_scores
+        (N,) score of every slice along the model's slicing axis (0 for slices without
+        foreground, which are not scored).
+    volume_score
+        Mean slice score over the slices that have foreground.
+    """
+
+    scorer: str
+    params: dict[str, Any]
+    map: np.ndarray | None
+    slice_scores: np.ndarray
+    volume_score: float
+
+
+def _is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def iter_batches_adaptive(
+    n: int, batch_size: int, run: Callable[[slice], Any], device: torch.device
+) -> Iterator[tuple[slice, Any]]:
+    """Yield ``(batch_slice, run(batch_slice))`` over ``range(n)``.
+
+    On a CUDA out-of-memory error the batch is halved and retried (down to one slice),
+    and the smaller size is kept for the rest of the volume.
+    """
+    start = 0
+    while start < n:
+        stop = min(n, start + batch_size)
+        try:
+            result = run(slice(start, stop))
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as err:
+            if device.type != "cuda" or not _is_oom(err) or stop - start == 1:
+                raise
+            torch.cuda.empty_cache()
+            batch_size = max(1, (stop - start) // 2)
+            log.warning("out of GPU memory: retrying with batches of %d slices", batch_size)
+            continue
+        yield slice(start, stop), result
+        start = stop
+
+
+def score_volume(
+    volume: Volume,
+    checkpoint: Checkpoint,
+    scorers: Sequence[tuple[str, dict[str, Any]]],
+    *,
+    device: str | torch.device | None = None,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[VolumeScore]:
+    """Run scorers over every foreground slice of ``volume``.
+
+    Parameters
+    ----------
+    volume
+        The scan, in its own geometry.
+    checkpoint
+        Models and the preprocessing they were trained with.
+    scorers
+        ``(name, params)`` pairs; parameters are checked against each scorer's spec.
+    device
+        Where to score; default: where the checkpoint's models are.
+    batch_size
+        Slices per call (halved automatically on CUDA out-of-memory).
+    seed
+        Seeds the scorers' random draws (SmoothGrad noise, samples, restorations).
+    progress
+        Called as ``progress(done_slices, total_slices)`` after every batch.
+
+    Returns
+    -------
+    list of VolumeScore
+        One per scorer, in order.
+    """
+    infos: list[tuple[ScorerInfo, dict[str, Any]]] = []
+    for name, params in scorers:
+        info = get_scorer(name)
+        info.check_fits(checkpoint.kinds)
+        infos.append((info, info.resolve_params(params)))
+    target = (
+        resolve_device(device)
+        if device is not None
+        else next(checkpoint.model.parameters()).device
+    )
+    models = {kind: m.to(target).eval() for kind, m in checkpoint.models.items()}
+
+    stack = to_slices(volume, checkpoint.preprocessing)
+    scored = np.flatnonzero(stack.mask.any(axis=(1, 2)))
+    images = torch.from_numpy(stack.images[scored])[:, None]
+    masks = torch.from_numpy(stack.mask[scored])
+    positions = torch.from_numpy(stack.positions[scored])
+    n_slices, size = stack.images.shape[0], stack.images.shape[-1]
+    maps = [torch.zeros(n_slices, size, size) for _ in infos]
+    slice_scores = [np.zeros(n_slices, np.float32) for _ in infos]
+    has_map = [False] * len(infos)
+    generator = torch.Generator(device=target).manual_seed(seed)
+
+    def run(batch: slice) -> list:
+        x = images[batch].to(target)
+        position = positions[batch].to(target)
+        with torch.no_grad():
+            return [info(models, x, position=position, generator=generator, **params)
+                    for info, params in infos]  # fmt: skip
+
+    for batch, results in iter_batches_adaptive(len(scored), batch_size, run, target):
+        rows = scored[batch]
+        for i, result in enumerate(results):
+            if result.pixel is not None:
+                maps[i][rows] = result.pixel.float().cpu() * masks[batch]
+                has_map[i] = True
+            slice_scores[i][rows] = result.slice_score.float().cpu().numpy()
+        if progress is not None:
+            progress(batch.stop, len(scored))
+
+    out = []
+    for i, (info, params) in enumerate(infos):
+        volume_map = (
+            slices_to_volume(maps[i], stack.geometry) * stack.foreground if has_map[i] else None
+        )
+        out.append(
+            VolumeScore(
+                scorer=info.name,
+                params=params,
+                map=volume_map,
+                slice_scores=slice_scores[i],
+                volume_score=float(slice_scores[i][scored].mean()) if len(scored) else 0.0,
+            )
+        )
+    return out
