@@ -476,43 +476,38 @@ def train(
             f"{out}: already exists; pass --resume to continue it or --overwrite"
         )
 
+    job = _Job(paths, out, config, vqvae_checkpoint, device, resume, progress, command, env)
     with _process_group(env, device):
-        return _train(
-            paths,
-            out,
-            model_config,
-            preprocessing,
-            config,
-            augment_spec,
-            vqvae_checkpoint,
-            device,
-            resume,
-            progress,
-            command,
-            env,
-        )
+        return _train(job, model_config, preprocessing, augment_spec)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """The fixed inputs of one training run (see :func:`train`)."""
+
+    paths: Sequence[str | os.PathLike]
+    out: Path
+    config: TrainConfig
+    vqvae_checkpoint: str | os.PathLike | None
+    device: torch.device
+    resume: bool
+    progress: Callable | None
+    command: str | None
+    env: _Dist
 
 
 def _train(
-    paths,
-    out,
-    model_config,
-    preprocessing,
-    config,
-    augment_spec,
-    vqvae_checkpoint,
-    device,
-    resume,
-    progress,
-    command,
-    env,
+    job: _Job,
+    model_config: ModelConfig | None,
+    preprocessing: PreprocessingSpec | None,
+    augment_spec: AugmentSpec | None,
 ) -> TrainResult:
     started = time.perf_counter()
     models: dict[str, nn.Module] = {}
-    if vqvae_checkpoint is not None:
-        vq = load_checkpoint(vqvae_checkpoint, device=device)
+    if job.vqvae_checkpoint is not None:
+        vq = load_checkpoint(job.vqvae_checkpoint, device=job.device)
         if "vqvae" not in vq.models:
-            raise CheckpointError(f"{vqvae_checkpoint}: holds {vq.kinds}, expected a vqvae")
+            raise CheckpointError(f"{job.vqvae_checkpoint}: holds {vq.kinds}, expected a vqvae")
         models["vqvae"] = vq.models["vqvae"]
         preprocessing = vq.preprocessing
         model_config = model_config or PriorConfig.for_vqvae(models["vqvae"].config)
@@ -530,31 +525,31 @@ def _train(
             f"model size {size} differs from preprocessing size {preprocessing.size}"
         )
 
-    torch.manual_seed(config.seed)  # weight initialisation
-    model = build_model(model_config).to(device)
+    torch.manual_seed(job.config.seed)  # weight initialisation
+    model = build_model(model_config).to(job.device)
     kind = model_config.kind
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        model.parameters(), lr=job.config.lr, weight_decay=job.config.weight_decay
     )
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    if resume:
-        ckpt = load_checkpoint(out, device=device)
+    if job.resume:
+        ckpt = load_checkpoint(job.out, device=job.device)
         model.load_state_dict(ckpt.models[kind].state_dict())
-        meta = _load_resume(resume_path(out), optimizer)
+        meta = _load_resume(resume_path(job.out), optimizer)
         history, start_epoch = meta["history"], meta["epoch"]
         if ckpt.training.get("epochs_completed") != start_epoch:
-            raise CheckpointError(f"{out}: checkpoint and resume state disagree on the epoch")
+            raise CheckpointError(f"{job.out}: checkpoint and resume state disagree on the epoch")
 
-    data = load_slices(paths, preprocessing, min_foreground=config.min_foreground)
-    train_data, val_data = split_train_val(data, config.val_fraction, config.seed)
+    data = load_slices(job.paths, preprocessing, min_foreground=job.config.min_foreground)
+    train_data, val_data = split_train_val(data, job.config.val_fraction, job.config.seed)
     if "vqvae" in models:
-        train_data = _code_data(models["vqvae"], train_data, device, config.batch_size)
-        val_data = _code_data(models["vqvae"], val_data, device, config.batch_size)
+        train_data = _code_data(models["vqvae"], train_data, job.device, job.config.batch_size)
+        val_data = _code_data(models["vqvae"], val_data, job.device, job.config.batch_size)
     loss_module: nn.Module = _LossModule(model)
-    if env.world > 1:
+    if job.env.world > 1:
         loss_module = nn.parallel.DistributedDataParallel(
-            loss_module, device_ids=[device.index] if device.type == "cuda" else None
+            loss_module, device_ids=[job.device.index] if job.device.type == "cuda" else None
         )
     summary = {
         "volumes": data.sources,
@@ -565,15 +560,20 @@ def _train(
     }
     log.info("training %s on %d slices (%d for validation)", kind, len(train_data), len(val_data))
 
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(start_epoch, job.config.epochs):
         t0 = time.perf_counter()
-        common = {"config": config, "env": env, "device": device, "epoch": epoch}
+        common = {
+            "config": job.config,
+            "env": job.env,
+            "device": job.device,
+            "epoch": epoch,
+        }
         row_train = _run_epoch(
             loss_module,
             train_data,
             optimizer=optimizer,
             augment_spec=augment_spec,
-            progress=progress,
+            progress=job.progress,
             **common,
         )
         row_val = (
@@ -582,7 +582,7 @@ def _train(
                 val_data,
                 optimizer=None,
                 augment_spec=None,
-                progress=progress,
+                progress=job.progress,
                 **common,
             )
             if len(val_data)
@@ -599,17 +599,17 @@ def _train(
         )
         if not all(math.isfinite(v) for v in row_train.values()):
             raise AnomalyMapsError(f"training diverged at epoch {epoch + 1}: {row_train}")
-        if env.main:
+        if job.env.main:
             training_header = {
                 "data": summary,
-                "config": config.to_dict(),
+                "config": job.config.to_dict(),
                 "augment": augment_spec.to_dict() if augment_spec else None,
                 "epochs_completed": epoch + 1,
                 "final_losses": history[-1],
                 "seconds": round(sum(r["seconds"] for r in history), 1),
-                "device": str(device),
-                "world_size": env.world,
-                "command": command,
+                "device": str(job.device),
+                "world_size": job.env.world,
+                "command": job.command,
                 "versions": {
                     "anomaly_maps": __version__,
                     "torch": torch.__version__,
@@ -617,18 +617,18 @@ def _train(
                 },
             }
             save_checkpoint(
-                out,
+                job.out,
                 {**models, kind: model},
                 preprocessing=preprocessing,
                 training=training_header,
                 overwrite=True,
             )
-            _save_resume(resume_path(out), optimizer, {"epoch": epoch + 1, "history": history})
-            _write_metrics(metrics_path(out), history)
-    if env.world > 1:
-        sums = torch.tensor([_checksum(model)], dtype=torch.float64, device=device)
-        gathered = [torch.zeros_like(sums) for _ in range(env.world)]
+            _save_resume(resume_path(job.out), optimizer, {"epoch": epoch + 1, "history": history})
+            _write_metrics(metrics_path(job.out), history)
+    if job.env.world > 1:
+        sums = torch.tensor([_checksum(model)], dtype=torch.float64, device=job.device)
+        gathered = [torch.zeros_like(sums) for _ in range(job.env.world)]
         dist.all_gather(gathered, sums)
         if len({float(g) for g in gathered}) != 1:
             raise AnomalyMapsError(f"DDP replicas diverged: weight checksums {gathered}")
-    return TrainResult(out, history, {**models, kind: model}, time.perf_counter() - started)
+    return TrainResult(job.out, history, {**models, kind: model}, time.perf_counter() - started)
