@@ -3,6 +3,13 @@
 ``bench train`` times full training steps (augmentation, forward, backward, optimizer)
 of every model kind at its paper preset on real anatomy (the sample brain's slices), on
 the chosen device, and reports slices per second.
+
+``bench score`` times :func:`~anomaly_maps.scoring.score_volume` on one volume (the
+sample brain centred in a cube, 256^3 by default) with slice batches against the same
+pipeline run one slice at a time (the per-slice loop a paper's code would write; the
+samples of one slice stay batched in both, so the ratio understates the gain of
+multi-sample scorers over a per-sample loop). Models are the paper presets with fresh
+weights: speed does not depend on training.
 """
 
 from __future__ import annotations
@@ -11,17 +18,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .augment import AugmentSpec, augment
+from .checkpoint import Checkpoint
 from .device import resolve_device
-from .io import load_volume
+from .io import Volume, load_volume
 from .models import build_model, list_model_kinds, model_presets
 from .preprocessing import PreprocessingSpec, to_slices
 from .samples import sample_path
 from .training import autocast_for, optimizer_step
 
-__all__ = ["TrainBench", "bench_train"]
+__all__ = ["ScoreBench", "TrainBench", "bench_score", "bench_train"]
 
 
 @dataclass(frozen=True)
@@ -109,3 +118,70 @@ def bench_train(
         _bench_kind(kind, target, batch_size, steps, warmup, amp)
         for kind in kinds or list_model_kinds()
     ]
+
+
+@dataclass(frozen=True)
+class ScoreBench:
+    """Seconds to score one volume, batched and one slice at a time."""
+
+    scorer: str
+    models: str
+    batched_seconds: float
+    reference_seconds: float
+
+    @property
+    def ratio(self) -> float:
+        return self.reference_seconds / self.batched_seconds
+
+
+def _cube_brain(side: int) -> Volume:
+    """The sample brain centred (cropped or padded) in a ``side``^3 cube, 1 mm voxels."""
+    brain = load_volume(sample_path("brain"))
+    cube = np.zeros((side,) * 3, np.float32)
+    src, dst = [], []
+    for n in brain.shape:
+        lo = (n - side) // 2
+        src.append(slice(max(lo, 0), max(lo, 0) + min(n, side)))
+        dst.append(slice(max(-lo, 0), max(-lo, 0) + min(n, side)))
+    cube[tuple(dst)] = brain.data[tuple(src)]
+    affine = brain.affine.copy()  # voxel (0, 0, 0) of the cube in world mm
+    shift = np.array([s.start for s in src]) - np.array([d.start for d in dst])
+    affine[:3, 3] += affine[:3, :3] @ shift
+    return Volume(cube, affine)
+
+
+def _preset_checkpoint(kinds: str, device: torch.device) -> Checkpoint:
+    """Fresh paper-preset models for a ``+``-joined set of kinds, e.g. ``vqvae+prior``."""
+    torch.manual_seed(0)
+    configs = {kind: next(iter(model_presets(kind).values())) for kind in kinds.split("+")}
+    models = {kind: build_model(cfg).to(device).eval() for kind, cfg in configs.items()}
+    size = next(cfg.size for cfg in configs.values() if hasattr(cfg, "size"))
+    return Checkpoint(path=None, models=models, preprocessing=PreprocessingSpec(size=size))
+
+
+def bench_score(
+    scorers: Sequence[tuple[str, dict]],
+    *,
+    device: str | torch.device = "auto",
+    side: int = 256,
+    batch_size: int = 32,
+) -> list[ScoreBench]:
+    """Time each scorer on a ``side``^3 volume: batched vs. one slice per call."""
+    from .scoring import get_scorer, score_volume
+
+    target = resolve_device(device)
+    volume = _cube_brain(side)
+    rows = []
+    for name, params in scorers:
+        kinds = get_scorer(name).model_kinds[0]
+        checkpoint = _preset_checkpoint(kinds, target)
+        score_volume(_cube_brain(8), checkpoint, [(name, params)])  # warm-up: kernels, threads
+        seconds = []
+        for size in (batch_size, 1):
+            _synchronize(target)
+            start = time.perf_counter()
+            score_volume(volume, checkpoint, [(name, params)], batch_size=size)
+            _synchronize(target)
+            seconds.append(time.perf_counter() - start)
+        rows.append(ScoreBench(name, kinds, *seconds))
+    return rows

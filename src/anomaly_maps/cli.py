@@ -283,13 +283,29 @@ def _write_text(path: Path, text: str, overwrite: bool) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Print speed measurements (``bench train``: training throughput per model)."""
+    """Print speed measurements: training throughput, or scoring time against a reference."""
     import torch
 
-    from .bench import bench_train
+    from .bench import bench_score, bench_train
     from .device import resolve_device
 
     device = resolve_device(args.device)
+    if args.what == "score":
+        from .scoring import list_scorers
+
+        names = args.scorers.split(",") if args.scorers else list_scorers()
+        scorers = _scorer_params(names, args.param)
+        print(
+            f"scoring one {args.side}^3 volume on {device} (torch {torch.__version__}): "
+            f"batches of {args.batch_size} slices vs. one slice per call, same run"
+        )
+        print(f"{'scorer':20} {'models':12} {'batched s':>10} {'per-slice s':>12} {'ratio':>6}")
+        for row in bench_score(scorers, device=device, side=args.side, batch_size=args.batch_size):
+            print(
+                f"{row.scorer:20} {row.models:12} {row.batched_seconds:10.2f} "
+                f"{row.reference_seconds:12.2f} {row.ratio:6.1f}"
+            )
+        return 0
     kinds = args.models.split(",") if args.models else None
     print(
         f"training throughput on {device} (torch {torch.__version__}, batch {args.batch_size},"
@@ -431,9 +447,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("bench", help="measure speed on this machine")
-    p.add_argument("what", choices=("train",), help="train: training throughput per model")
+    p.add_argument("what", choices=("train", "score"),
+                   help="train: training throughput per model; score: seconds per volume "
+                   "per scorer, batched vs. a per-slice loop")  # fmt: skip
     p.add_argument("--device", default="auto")
-    p.add_argument("--models", default=None, help="comma-separated kinds (default: all)")
+    p.add_argument("--models", default=None, help="train: comma-separated kinds (default all)")
+    p.add_argument("--scorers", default=None, help="score: comma-separated (default all)")
+    p.add_argument("--param", action="append", default=[], metavar="[SCORER:]KEY=VALUE")
+    p.add_argument("--side", type=int, default=256, help="score: volume side in voxels")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--no-amp", action="store_true")

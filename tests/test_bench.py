@@ -1,0 +1,40 @@
+"""bench: runs end to end and reports what it measured (no wall-clock assertions)."""
+
+import numpy as np
+
+from anomaly_maps.bench import _cube_brain, bench_score, bench_train
+from anomaly_maps.cli import main
+from anomaly_maps.io import load_volume
+from anomaly_maps.samples import sample_path
+
+
+def test_bench_train_reports_each_model():
+    [row] = bench_train(device="cpu", kinds=["vae"], batch_size=2, steps=1, warmup=1)
+    assert row.kind == "vae"
+    assert row.input_shape == (1, 64, 64)
+    assert row.parameters > 1_000_000
+    assert row.slices_per_second > 0
+
+
+def test_bench_score_compares_with_the_per_slice_loop(capsys):
+    [row] = bench_score([("rec", {"sigma": 1.0})], device="cpu", side=12, batch_size=4)
+    assert (row.scorer, row.models) == ("rec", "vae")
+    assert row.batched_seconds > 0
+    assert row.ratio == row.reference_seconds / row.batched_seconds
+    assert main(["bench", "score", "--scorers", "kl", "--side", "8", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "per-slice s" in out
+    assert out.splitlines()[-1].startswith("kl ")
+
+
+def test_cube_brain_keeps_world_positions():
+    brain = load_volume(sample_path("brain"))
+    for side in (64, 256):  # cropped, padded
+        cube = _cube_brain(side)
+        assert cube.shape == (side,) * 3
+        # the voxel at world (0, 0, 0) mm holds the same value in both
+        world = np.array([0.0, 0.0, 0.0, 1.0])
+        i = np.rint(np.linalg.solve(cube.affine, world)[:3]).astype(int)
+        j = np.rint(np.linalg.solve(brain.affine, world)[:3]).astype(int)
+        assert cube.data[tuple(i)] == brain.data[tuple(j)] > 0
+    assert cube.data[0, 0, 0] == 0
