@@ -248,6 +248,8 @@ def _process_group(env: _Dist, device: torch.device) -> Iterator[None]:
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         yield
+        # leave together: a rank tearing down while another still talks to it can abort
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
