@@ -57,6 +57,11 @@ class ScoreResult:
     pixel: torch.Tensor | None
     slice_score: torch.Tensor
 
+    @classmethod
+    def from_map(cls, pixel: torch.Tensor) -> ScoreResult:
+        """A map scorer's result: the slice score is the mean of its (B, H, W) map."""
+        return cls(pixel, pixel.flatten(1).mean(1))
+
 
 ScorerFn = Callable[..., ScoreResult]
 

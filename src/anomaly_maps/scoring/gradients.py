@@ -205,7 +205,7 @@ def _gradient_score(
         abs_first=abs_first,
     )
     pixel = gaussian_blur(grad, sigma)
-    return ScoreResult(pixel=pixel, slice_score=pixel.flatten(1).mean(1))
+    return ScoreResult.from_map(pixel)
 
 
 _PARAMS_DOC = """
@@ -454,4 +454,4 @@ def cevae_combined(
         mu, _ = model.encode(x)
         rec = pixel_distance(x, model.decode(mu), norm)
     pixel = gaussian_blur(minmax_per_slice(grad), sigma) * rec
-    return ScoreResult(pixel=pixel, slice_score=pixel.flatten(1).mean(1))
+    return ScoreResult.from_map(pixel)

@@ -205,7 +205,7 @@ def latent_restoration(
         weights = restoration_weights(residuals, k)
         pixel = (weights[:, :, None, None] * residuals).sum(1)
         pixel = mean_filter(min_filter(pixel, min_pool), avg_pool)
-    return ScoreResult(pixel, pixel.flatten(1).mean(1))
+    return ScoreResult.from_map(pixel)
 
 
 @register_scorer(

@@ -114,4 +114,4 @@ def reconstruction_error(
     with torch.no_grad():
         x_hat = reconstruct(models, x)
         pixel = gaussian_blur(pixel_distance(x, x_hat, norm), sigma)
-    return ScoreResult(pixel=pixel, slice_score=pixel.flatten(1).mean(1))
+    return ScoreResult.from_map(pixel)

@@ -133,4 +133,4 @@ def vae_tv_restoration(
     model = model_of(models, *_KINDS)
     restored = restore(model, x, n_steps=n_steps, lr=lr, tv_weight=tv_weight)
     pixel = (x - restored).abs().mean(1)
-    return ScoreResult(pixel, pixel.flatten(1).mean(1))
+    return ScoreResult.from_map(pixel)

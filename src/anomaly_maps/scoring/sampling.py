@@ -103,4 +103,4 @@ def sample_std(
     with torch.no_grad():
         samples = posterior_samples(model, x, n_samples, generator)
         pixel = gaussian_blur(samples.std(dim=0).mean(dim=1), sigma)
-    return ScoreResult(pixel=pixel, slice_score=pixel.flatten(1).mean(1))
+    return ScoreResult.from_map(pixel)
