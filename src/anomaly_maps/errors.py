@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "AnomalyMapsError",
+    "Cancelled",
     "CheckpointError",
     "DeviceError",
     "ParameterError",
@@ -38,3 +39,7 @@ class ParameterError(AnomalyMapsError, ValueError):
 
 class DeviceError(AnomalyMapsError):
     """A requested compute device does not exist or cannot be used."""
+
+
+class Cancelled(AnomalyMapsError):
+    """Long work (scoring a volume) was stopped on request; nothing was written."""

@@ -16,6 +16,7 @@ import torch
 
 from ..checkpoint import Checkpoint
 from ..device import resolve_device
+from ..errors import Cancelled
 from ..io import Volume
 from ..preprocessing import slices_to_volume, to_slices
 from ._registry import ScorerInfo, get_scorer
@@ -41,6 +42,9 @@ class VolumeScore:
         foreground, which are not scored).
     volume_score
         Mean slice score over the slices that have foreground.
+    foreground
+        Boolean mask on the scan's grid of the voxels the model scored (the foreground
+        its preprocessing found); the map is 0 elsewhere.
     """
 
     scorer: str
@@ -48,6 +52,7 @@ class VolumeScore:
     map: np.ndarray | None
     slice_scores: np.ndarray
     volume_score: float
+    foreground: np.ndarray
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -87,6 +92,7 @@ def score_volume(
     batch_size: int = 32,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[VolumeScore]:
     """Run scorers over every foreground slice of ``volume``.
 
@@ -106,6 +112,9 @@ def score_volume(
         Seeds the scorers' random draws (SmoothGrad noise, samples, restorations).
     progress
         Called as ``progress(done_slices, total_slices)`` after every batch.
+    should_stop
+        Polled after every batch; when it returns True, scoring stops there and
+        :class:`~anomaly_maps.errors.Cancelled` is raised (a GUI's Cancel button).
 
     Returns
     -------
@@ -151,6 +160,8 @@ def score_volume(
             slice_scores[i][rows] = result.slice_score.float().cpu().numpy()
         if progress is not None:
             progress(batch.stop, len(scored))
+        if should_stop is not None and should_stop():
+            raise Cancelled(f"scoring stopped after {batch.stop} of {len(scored)} slices")
 
     out = []
     for i, (info, params) in enumerate(infos):
@@ -164,6 +175,7 @@ def score_volume(
                 map=volume_map,
                 slice_scores=slice_scores[i],
                 volume_score=float(slice_scores[i][scored].mean()) if len(scored) else 0.0,
+                foreground=stack.foreground,
             )
         )
     return out
