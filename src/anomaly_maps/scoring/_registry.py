@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -37,6 +37,7 @@ __all__ = [
     "ScorerInfo",
     "get_scorer",
     "list_scorers",
+    "register_reference",
     "register_scorer",
 ]
 
@@ -144,6 +145,11 @@ class ScorerInfo:
         Typed parameters, in form order.
     fn
         The batched implementation.
+    reference
+        The naive implementation (one slice, one sample at a time, as a paper's code
+        would loop) with the same signature and the same random draws, registered with
+        :func:`register_reference`; tests check ``fn`` against it and ``anomaly-maps
+        bench score`` times both.
     """
 
     name: str
@@ -152,6 +158,7 @@ class ScorerInfo:
     model_kinds: tuple[str, ...]
     params: tuple[ParamSpec, ...]
     fn: ScorerFn = field(repr=False)
+    reference: ScorerFn | None = field(default=None, repr=False)
 
     def fits(self, kinds: Sequence[str]) -> bool:
         """True when a checkpoint holding ``kinds`` can run this scorer."""
@@ -207,6 +214,19 @@ def register_scorer(
         for p in params:
             p.check(p.default, name)  # a bad default is a programming error
         _SCORERS[name] = ScorerInfo(name, description, seed, tuple(model_kinds), tuple(params), fn)
+        return fn
+
+    return decorate
+
+
+def register_reference(name: str) -> Callable[[ScorerFn], ScorerFn]:
+    """Decorator attaching the naive per-slice, per-sample reference of scorer ``name``."""
+
+    def decorate(fn: ScorerFn) -> ScorerFn:
+        info = get_scorer(name)
+        if info.reference is not None:
+            raise ValueError(f"reference of scorer {name!r} registered twice")
+        _SCORERS[name] = replace(info, reference=fn)
         return fn
 
     return decorate

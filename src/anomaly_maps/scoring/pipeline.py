@@ -16,7 +16,7 @@ import torch
 
 from ..checkpoint import Checkpoint
 from ..device import resolve_device
-from ..errors import Cancelled
+from ..errors import Cancelled, ScorerError
 from ..io import Volume
 from ..preprocessing import slices_to_volume, to_slices
 from ._registry import ScorerInfo, get_scorer
@@ -93,6 +93,7 @@ def score_volume(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    reference: bool = False,
 ) -> list[VolumeScore]:
     """Run scorers over every foreground slice of ``volume``.
 
@@ -115,6 +116,9 @@ def score_volume(
     should_stop
         Polled after every batch; when it returns True, scoring stops there and
         :class:`~anomaly_maps.errors.Cancelled` is raised (a GUI's Cancel button).
+    reference
+        Run each scorer's naive per-slice, per-sample reference instead of its batched
+        implementation (for ``anomaly-maps bench score``; same results, slower).
 
     Returns
     -------
@@ -125,7 +129,10 @@ def score_volume(
     for name, params in scorers:
         info = get_scorer(name)
         info.check_fits(checkpoint.kinds)
+        if reference and info.reference is None:
+            raise ScorerError(f"scorer {name!r} has no registered reference implementation")
         infos.append((info, info.resolve_params(params)))
+    fns = [info.reference if reference else info.fn for info, _ in infos]
     target = (
         resolve_device(device)
         if device is not None
@@ -148,8 +155,8 @@ def score_volume(
         x = images[batch].to(target)
         position = positions[batch].to(target)
         with torch.no_grad():
-            return [info(models, x, position=position, generator=generator, **params)
-                    for info, params in infos]  # fmt: skip
+            return [fn(models, x, position=position, generator=generator, **params)
+                    for fn, (_, params) in zip(fns, infos, strict=True)]  # fmt: skip
 
     for batch, results in iter_batches_adaptive(len(scored), batch_size, run, target):
         rows = scored[batch]
