@@ -16,12 +16,18 @@ import torch
 
 from ..checkpoint import Checkpoint
 from ..device import resolve_device
-from ..errors import Cancelled, ScorerError
+from ..errors import Cancelled, ParameterError, ScorerError
 from ..io import Volume
 from ..preprocessing import slices_to_volume, to_slices
 from ._registry import ScorerInfo, get_scorer
 
-__all__ = ["VolumeScore", "iter_batches_adaptive", "score_volume"]
+__all__ = [
+    "VOLUME_SCORES",
+    "VolumeScore",
+    "iter_batches_adaptive",
+    "score_volume",
+    "volume_score_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +47,16 @@ class VolumeScore:
         (N,) score of every slice along the model's slicing axis (0 for slices without
         foreground, which are not scored).
     volume_score
-        Mean slice score over the slices that have foreground.
+        One number for the volume, the ``aggregate`` of its slice scores or its map.
+    aggregate
+        How ``volume_score`` was made, one of :data:`VOLUME_SCORES`.
     foreground
         Boolean mask on the scan's grid of the voxels the model scored (the foreground
         its preprocessing found); the map is 0 elsewhere.
+    scored
+        (N,) bool: which slices had foreground and were scored.
+    normalization
+        How map and scores were normalised (:mod:`.postprocess`); ``"none"`` = raw.
     """
 
     scorer: str
@@ -52,7 +64,44 @@ class VolumeScore:
     map: np.ndarray | None
     slice_scores: np.ndarray
     volume_score: float
+    aggregate: str
     foreground: np.ndarray
+    scored: np.ndarray
+    normalization: str = "none"
+
+
+#: Ways to turn a volume's scores into one number (the MOOD sample score; seed 002
+#: sums slice-level NLL, seed 003's MOOD entries use map statistics).
+VOLUME_SCORES: dict[str, str] = {
+    "slice_mean": "mean slice score over the slices with foreground",
+    "slice_max": "highest slice score",
+    "map_mean": "mean of the map over the foreground voxels",
+    "map_p99": "99th percentile of the map over the foreground voxels",
+}
+
+
+def volume_score_of(
+    aggregate: str, slice_scores: np.ndarray, volume_map: np.ndarray | None, foreground: np.ndarray
+) -> float:
+    """One number for a volume from its foreground slices' scores or its map.
+
+    ``slice_scores`` are those of the scored slices only; map aggregates need a map.
+    """
+    if aggregate not in VOLUME_SCORES:
+        raise ParameterError(f"volume score {aggregate!r}: expected one of {list(VOLUME_SCORES)}")
+    if aggregate.startswith("map_"):
+        if volume_map is None:
+            raise ParameterError(
+                f"volume score {aggregate!r} needs a map; this scorer only rates slices "
+                "(use slice_mean or slice_max)"
+            )
+        values = volume_map[foreground]
+        if values.size == 0:
+            return 0.0
+        return float(values.mean() if aggregate == "map_mean" else np.percentile(values, 99))
+    if slice_scores.size == 0:
+        return 0.0
+    return float(slice_scores.mean() if aggregate == "slice_mean" else slice_scores.max())
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -94,6 +143,7 @@ def score_volume(
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     reference: bool = False,
+    volume_score: str = "slice_mean",
 ) -> list[VolumeScore]:
     """Run scorers over every foreground slice of ``volume``.
 
@@ -119,12 +169,18 @@ def score_volume(
     reference
         Run each scorer's naive per-slice, per-sample reference instead of its batched
         implementation (for ``anomaly-maps bench score``; same results, slower).
+    volume_score
+        How each volume score is made, one of :data:`VOLUME_SCORES`.
 
     Returns
     -------
     list of VolumeScore
         One per scorer, in order.
     """
+    if volume_score not in VOLUME_SCORES:
+        raise ParameterError(
+            f"volume score {volume_score!r}: expected one of {list(VOLUME_SCORES)}"
+        )
     infos: list[tuple[ScorerInfo, dict[str, Any]]] = []
     for name, params in scorers:
         info = get_scorer(name)
@@ -170,6 +226,8 @@ def score_volume(
         if should_stop is not None and should_stop():
             raise Cancelled(f"scoring stopped after {batch.stop} of {len(scored)} slices")
 
+    is_scored = np.zeros(n_slices, bool)
+    is_scored[scored] = True
     out = []
     for i, (info, params) in enumerate(infos):
         volume_map = (
@@ -181,8 +239,12 @@ def score_volume(
                 params=params,
                 map=volume_map,
                 slice_scores=slice_scores[i],
-                volume_score=float(slice_scores[i][scored].mean()) if len(scored) else 0.0,
+                volume_score=volume_score_of(
+                    volume_score, slice_scores[i][scored], volume_map, stack.foreground
+                ),
+                aggregate=volume_score,
                 foreground=stack.foreground,
+                scored=is_scored,
             )
         )
     return out

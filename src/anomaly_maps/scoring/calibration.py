@@ -1,0 +1,182 @@
+"""Calibration: what a scorer's values look like on healthy scans, stored with the model.
+
+A raw anomaly map is in the scorer's own units (intensity error, gradient magnitude,
+nats), which differ between scorers, models and training runs. Running a scorer over
+healthy validation volumes once and storing quantiles of its values in the checkpoint
+gives every later map a common yardstick: "model" normalisation (see
+:mod:`.postprocess`) maps the healthy median to 0 and the healthy 99th percentile to 1,
+a threshold for a target false-positive rate on healthy voxels is a quantile lookup, and
+the MOOD submission format's [0, 1] range (seed 003; DESIGN.md, "Benchmark and
+evaluation") follows from it. A best-Dice threshold found on labelled validation
+volumes is stored next to the quantiles.
+
+Calibrations live in the checkpoint header under ``metrics["calibration"]``, one entry
+per (scorer, parameters), so a checkpoint can carry several.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ..checkpoint import Checkpoint
+from ..errors import ParameterError, ScorerError
+from ..io import Volume
+from ._registry import get_scorer
+
+__all__ = ["LEVELS", "Calibration", "calibrate", "find_calibration", "with_calibration"]
+
+#: Quantile levels stored for healthy values: dense in the upper tail, where thresholds
+#: for low false-positive rates are read.
+LEVELS: tuple[float, ...] = (
+    0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999,
+    0.9995, 0.9999, 1.0,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Healthy-value statistics of one scorer with one set of parameters.
+
+    Attributes
+    ----------
+    scorer, params
+        The scorer and its full parameter set (defaults filled in).
+    levels
+        Quantile levels of the stored quantiles.
+    pixel_quantiles
+        Quantiles of the map over the foreground voxels of all healthy volumes (scan
+        grid), or ``None`` for slice-only scorers.
+    slice_quantiles
+        Quantiles of the slice scores of the healthy volumes' foreground slices.
+    n_volumes
+        Number of healthy volumes the quantiles come from.
+    dice_threshold, dice
+        Map threshold (raw units) that maximised pooled Dice on labelled validation
+        volumes, and that Dice; ``None`` without labelled data.
+    """
+
+    scorer: str
+    params: dict[str, Any]
+    levels: tuple[float, ...]
+    pixel_quantiles: tuple[float, ...] | None
+    slice_quantiles: tuple[float, ...]
+    n_volumes: int
+    dice_threshold: float | None = None
+    dice: float | None = None
+
+    def quantile(self, level: float, *, pixel: bool = True) -> float:
+        """Healthy value at quantile ``level`` (linear interpolation between levels)."""
+        values = self.pixel_quantiles if pixel else self.slice_quantiles
+        if values is None:
+            raise ScorerError(f"scorer {self.scorer!r} makes no map: no pixel calibration")
+        if not 0.0 <= level <= 1.0:
+            raise ParameterError(f"quantile level {level!r}: expected a float in [0, 1]")
+        return float(np.interp(level, self.levels, values))
+
+    def threshold_for_fpr(self, fpr: float) -> float:
+        """Map threshold flagging a fraction ``fpr`` of healthy foreground voxels."""
+        if not 0.0 < fpr < 1.0:
+            raise ParameterError(f"false-positive rate {fpr!r}: expected a float in (0, 1)")
+        return self.quantile(1.0 - fpr)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (tuples become lists when the header is written)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        pixel = data.get("pixel_quantiles")
+        return cls(
+            scorer=str(data["scorer"]),
+            params=dict(data["params"]),
+            levels=tuple(float(v) for v in data["levels"]),
+            pixel_quantiles=None if pixel is None else tuple(float(v) for v in pixel),
+            slice_quantiles=tuple(float(v) for v in data["slice_quantiles"]),
+            n_volumes=int(data["n_volumes"]),
+            dice_threshold=data.get("dice_threshold"),
+            dice=data.get("dice"),
+        )
+
+
+def _quantiles(values: np.ndarray) -> tuple[float, ...]:
+    return tuple(float(q) for q in np.quantile(values.astype(np.float64), LEVELS))
+
+
+def calibrate(
+    checkpoint: Checkpoint,
+    scorer: str,
+    params: dict[str, Any] | None,
+    healthy: Iterable[Volume],
+    *,
+    device: str | None = None,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> Calibration:
+    """Run ``scorer`` over healthy volumes and keep quantiles of its values.
+
+    Parameters
+    ----------
+    checkpoint
+        The model to calibrate.
+    scorer, params
+        Which scorer, with which parameters (checked against its spec).
+    healthy
+        Healthy volumes the model did not train on (a validation split).
+    device, batch_size, seed
+        As for :func:`~anomaly_maps.scoring.score_volume`.
+    progress
+        Called with the number of volumes done after each volume.
+    """
+    from .pipeline import score_volume
+
+    info = get_scorer(scorer)
+    resolved = info.resolve_params(params)
+    pixels, slices = [], []
+    for done, volume in enumerate(healthy, 1):
+        (result,) = score_volume(
+            volume, checkpoint, [(scorer, resolved)], device=device, batch_size=batch_size,
+            seed=seed,
+        )  # fmt: skip
+        if result.map is not None:
+            pixels.append(result.map[result.foreground])
+        slices.append(result.slice_scores[result.scored])
+        if progress is not None:
+            progress(done)
+    if not slices:
+        raise ParameterError("calibration needs at least one healthy volume; got none")
+    return Calibration(
+        scorer=scorer,
+        params=resolved,
+        levels=LEVELS,
+        pixel_quantiles=_quantiles(np.concatenate(pixels)) if pixels else None,
+        slice_quantiles=_quantiles(np.concatenate(slices)),
+        n_volumes=len(slices),
+    )
+
+
+def find_calibration(
+    checkpoint: Checkpoint, scorer: str, params: dict[str, Any] | None = None
+) -> Calibration | None:
+    """The checkpoint's calibration of ``scorer`` with exactly these parameters, if any."""
+    resolved = get_scorer(scorer).resolve_params(params)
+    for entry in checkpoint.metrics.get("calibration", []):
+        calibration = Calibration.from_dict(entry)
+        if calibration.scorer == scorer and calibration.params == resolved:
+            return calibration
+    return None
+
+
+def with_calibration(checkpoint: Checkpoint, calibration: Calibration) -> Checkpoint:
+    """A copy of ``checkpoint`` whose metrics hold ``calibration`` (replacing the old one)."""
+    kept = [
+        entry
+        for entry in checkpoint.metrics.get("calibration", [])
+        if (entry["scorer"], entry["params"]) != (calibration.scorer, calibration.params)
+    ]
+    metrics = {**checkpoint.metrics, "calibration": [*kept, calibration.to_dict()]}
+    return replace(checkpoint, metrics=metrics)

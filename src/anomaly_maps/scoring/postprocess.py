@@ -1,0 +1,158 @@
+"""Post-processing shared by every scorer: normalisation of maps and scores.
+
+Raw maps are in each scorer's own units, so one threshold cannot serve two scorers, two
+models or, for scorers whose scale drifts with the scan's contrast, two volumes. All
+normalisations here are monotone (they never change a ranking inside one map, so a
+single map's AUROC and AP are unchanged) and put "typical" at 0 and "unusual" at 1:
+
+========= ===================================================================
+method    value
+========= ===================================================================
+none      the raw map
+volume    ``(v - q50) / (q99 - q50)`` with quantiles of *this* volume's
+          foreground voxels: comparable across volumes without calibration,
+          but a large lesion raises its own q99
+model     the same with quantiles of *healthy* volumes stored in the checkpoint
+          (:mod:`.calibration`): 1 = the healthy 99th percentile, so a threshold
+          of 1 flags 1 % of healthy tissue
+mood      ``max(m, 0) / (1 + max(m, 0))`` of the ``model`` value ``m``: in
+          [0, 1) as the MOOD evaluator expects (it clips to [0, 1] and reads
+          float16, seed 003), with 0.5 at the healthy 99th percentile and no
+          saturation (no ties) among strong anomalies
+========= ===================================================================
+
+Background voxels (outside the foreground the model scored) are 0 after every method.
+Smoothing is a scorer parameter (``sigma``) because it belongs on the slice grid the
+model sees; foreground masking happens in :func:`~anomaly_maps.scoring.score_volume`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..errors import ParameterError
+from .calibration import Calibration
+from .pipeline import VolumeScore
+
+__all__ = ["NORMALIZATIONS", "normalize_map", "normalize_result"]
+
+#: Normalisation methods, with one line each for menus and ``--help``.
+NORMALIZATIONS: dict[str, str] = {
+    "none": "raw scorer units",
+    "volume": "0 = this volume's median, 1 = its 99th percentile (foreground)",
+    "model": "0 = healthy median, 1 = healthy 99th percentile (calibration in the model)",
+    "mood": "model-normalised, squashed into [0, 1) for MOOD submissions",
+}
+
+_LOW, _HIGH = 0.5, 0.99
+
+
+def _scale(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    return (values - low) / max(high - low, np.finfo(np.float32).eps * max(1.0, abs(high)))
+
+
+def _squash(values: np.ndarray) -> np.ndarray:
+    positive = np.maximum(values, 0)
+    return positive / (1 + positive)
+
+
+def _check(method: str, calibration: Calibration | None) -> None:
+    if method not in NORMALIZATIONS:
+        raise ParameterError(f"normalisation {method!r}: expected one of {list(NORMALIZATIONS)}")
+    if method in ("model", "mood") and calibration is None:
+        raise ParameterError(
+            f"normalisation {method!r} needs the scorer's healthy statistics stored in the "
+            "checkpoint: run `anomaly-maps calibrate` on healthy validation scans first, "
+            "or use 'volume'"
+        )
+
+
+def normalize_map(
+    values: np.ndarray,
+    method: str,
+    *,
+    foreground: np.ndarray | None = None,
+    calibration: Calibration | None = None,
+) -> np.ndarray:
+    """Normalise a map (any shape) with ``method`` (see :data:`NORMALIZATIONS`).
+
+    Parameters
+    ----------
+    values
+        Raw map.
+    method
+        ``none``, ``volume``, ``model`` or ``mood``.
+    foreground
+        Bool mask of the scored voxels (same shape); ``volume`` takes its quantiles
+        there, and every method sets the rest to 0. Default: the whole array.
+    calibration
+        The scorer's healthy statistics, needed by ``model`` and ``mood``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, same shape.
+    """
+    _check(method, calibration)
+    values = np.asarray(values, np.float32)
+    mask = np.ones(values.shape, bool) if foreground is None else np.asarray(foreground, bool)
+    if mask.shape != values.shape:
+        raise ParameterError(f"foreground shape {mask.shape} != map shape {values.shape}")
+    if method == "none":
+        return np.where(mask, values, np.float32(0))
+    if method == "volume":
+        inside = values[mask]
+        low, high = np.quantile(inside, (_LOW, _HIGH)) if inside.size else (0.0, 1.0)
+    else:
+        low, high = calibration.quantile(_LOW), calibration.quantile(_HIGH)
+    out = _scale(values, float(low), float(high))
+    if method == "mood":
+        out = _squash(out)
+    return np.where(mask, out, 0).astype(np.float32)
+
+
+def normalize_result(
+    result: VolumeScore, method: str, calibration: Calibration | None = None
+) -> VolumeScore:
+    """A :class:`VolumeScore` with its map, slice scores and volume score normalised.
+
+    Slice scores use the slice-score statistics (their own for ``volume``, the healthy
+    ones for ``model``/``mood``); the volume score uses the statistics of what it
+    aggregates (slice scores or the map). ``volume`` leaves the volume score raw: one
+    number cannot be normalised by itself.
+    """
+    _check(method, calibration)
+    if method == "none":
+        return result
+    volume_map = (
+        None
+        if result.map is None
+        else normalize_map(
+            result.map, method, foreground=result.foreground, calibration=calibration
+        )
+    )
+    scored = result.scored
+    raw = result.slice_scores
+    if method == "volume":
+        inside = raw[scored]
+        low, high = np.quantile(inside, (_LOW, _HIGH)) if inside.size else (0.0, 1.0)
+        volume_score = result.volume_score
+    else:
+        low, high = (calibration.quantile(q, pixel=False) for q in (_LOW, _HIGH))
+        on_map = result.aggregate.startswith("map_")
+        v_low, v_high = (calibration.quantile(q, pixel=on_map) for q in (_LOW, _HIGH))
+        volume_score = float(_scale(np.float64(result.volume_score), v_low, v_high))
+        if method == "mood":
+            volume_score = float(_squash(np.float64(volume_score)))
+    slices = _scale(raw.astype(np.float64), float(low), float(high))
+    if method == "mood":
+        slices = _squash(slices)
+    return replace(
+        result,
+        map=volume_map,
+        slice_scores=np.where(scored, slices, 0).astype(np.float32),
+        volume_score=volume_score,
+        normalization=method,
+    )
