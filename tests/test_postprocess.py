@@ -145,3 +145,14 @@ def test_should_stop_cancels_after_a_batch(checkpoint, tiny_volume):
     with pytest.raises(Cancelled, match="stopped after 2 of"):
         score_volume(tiny_volume, checkpoint, [("rec", {})], batch_size=2, should_stop=stop)
     assert len(calls) == 1
+
+
+def test_calibration_finds_the_best_dice_threshold(checkpoint, tiny_volume):
+    [r] = score_volume(tiny_volume, checkpoint, [("rec", {})])
+    # A label equal to the map's top 2 % of voxels: its best threshold reproduces it.
+    cut = np.quantile(r.map[r.foreground], 0.98)
+    label = r.map >= cut
+    cal = calibrate(checkpoint, "rec", {}, [tiny_volume], labelled=[(tiny_volume, label)])
+    assert cal.dice == pytest.approx(1.0)
+    assert cal.dice_threshold == pytest.approx(float(r.map[label].min()))
+    assert calibrate(checkpoint, "rec", {}, [tiny_volume]).dice_threshold is None

@@ -112,6 +112,7 @@ def calibrate(
     params: dict[str, Any] | None,
     healthy: Iterable[Volume],
     *,
+    labelled: Iterable[tuple[Volume, np.ndarray]] = (),
     device: str | None = None,
     batch_size: int = 32,
     seed: int = 0,
@@ -127,28 +128,46 @@ def calibrate(
         Which scorer, with which parameters (checked against its spec).
     healthy
         Healthy volumes the model did not train on (a validation split).
+    labelled
+        Optional ``(volume, voxel label)`` validation pairs with anomalies: the map
+        threshold with the best Dice over all their voxels pooled is stored too.
     device, batch_size, seed
         As for :func:`~anomaly_maps.scoring.score_volume`.
     progress
         Called with the number of volumes done after each volume.
     """
+    from ..metrics import pool_counts, score_counts
     from .pipeline import score_volume
 
-    info = get_scorer(scorer)
-    resolved = info.resolve_params(params)
-    pixels, slices = [], []
-    for done, volume in enumerate(healthy, 1):
+    resolved = get_scorer(scorer).resolve_params(params)
+    done = 0
+
+    def run(volume: Volume):
+        nonlocal done
         (result,) = score_volume(
             volume, checkpoint, [(scorer, resolved)], device=device, batch_size=batch_size,
             seed=seed,
         )  # fmt: skip
+        done += 1
+        if progress is not None:
+            progress(done)
+        return result
+
+    pixels, slices = [], []
+    for volume in healthy:
+        result = run(volume)
         if result.map is not None:
             pixels.append(result.map[result.foreground])
         slices.append(result.slice_scores[result.scored])
-        if progress is not None:
-            progress(done)
     if not slices:
         raise ParameterError("calibration needs at least one healthy volume; got none")
+    counts = []
+    for volume, label in labelled:
+        result = run(volume)
+        if result.map is None:
+            raise ScorerError(f"scorer {scorer!r} makes no map: no Dice threshold to find")
+        counts.append(score_counts(np.asarray(label) > 0, result.map))
+    dice, threshold = pool_counts(counts).best_dice() if counts else (None, None)
     return Calibration(
         scorer=scorer,
         params=resolved,
@@ -156,6 +175,8 @@ def calibrate(
         pixel_quantiles=_quantiles(np.concatenate(pixels)) if pixels else None,
         slice_quantiles=_quantiles(np.concatenate(slices)),
         n_volumes=len(slices),
+        dice_threshold=None if threshold is None or np.isnan(threshold) else threshold,
+        dice=None if dice is None or np.isnan(dice) else dice,
     )
 
 
