@@ -218,12 +218,10 @@ def _scorer_params(names: Sequence[str], pairs: Sequence[str]) -> list[tuple[str
     return list(params.items())
 
 
-def cmd_score(args: argparse.Namespace) -> int:
-    """Score volumes: a map NIfTI, a score .txt (MOOD format) and a slice CSV per scorer."""
-    from tqdm import tqdm
-
+def _checkpoint_and_scorers(args: argparse.Namespace):
+    """Check ``--scorer``/``--param`` names, load ``--checkpoint``, check the scorers fit."""
     from .checkpoint import load_checkpoint
-    from .scoring import get_scorer, score_volume
+    from .scoring import get_scorer
 
     for name in args.scorer:
         get_scorer(name)  # unknown names fail before any work
@@ -231,6 +229,73 @@ def cmd_score(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.checkpoint, device=args.device)
     for name, _ in scorers:
         get_scorer(name).check_fits(checkpoint.kinds)
+    return scorers, checkpoint
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Score healthy (and optionally labelled) validation scans; store the statistics."""
+    from tqdm import tqdm
+
+    from .checkpoint import save_checkpoint
+    from .scoring.calibration import calibrate, with_calibration
+
+    scorers, checkpoint = _checkpoint_and_scorers(args)
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise AnomalyMapsError(f"{out}: already exists; pass --overwrite to replace it")
+    healthy = [load_volume(p) for p in _expand_data(args.inputs)]
+    labelled = []
+    if args.labelled:
+        root = Path(args.labelled)
+        scans = sorted((root / "toy").glob("*.nii*"))
+        if not scans:
+            raise AnomalyMapsError(f"{root / 'toy'}: no NIfTI scans (expected MOOD layout)")
+        for scan in scans:
+            label = root / "toy_label" / "pixel" / scan.name
+            if not label.exists():
+                raise AnomalyMapsError(f"{label}: missing voxel label for {scan}")
+            labelled.append((load_volume(scan), load_volume(label).data))
+    for name, params in scorers:
+        with tqdm(total=len(healthy) + len(labelled), desc=name, unit="scan") as bar:
+            calibration = calibrate(
+                checkpoint, name, params, healthy, labelled=labelled, device=args.device,
+                batch_size=args.batch_size, seed=args.seed,
+                progress=lambda done, bar=bar: bar.update(done - bar.n),
+            )  # fmt: skip
+        checkpoint = with_calibration(checkpoint, calibration)
+        pixel = calibration.pixel_quantiles is not None
+        median, high = (calibration.quantile(q, pixel=pixel) for q in (0.5, 0.99))
+        dice = "" if calibration.dice is None else (
+            f", best Dice {calibration.dice:.3f} at {calibration.dice_threshold:.4g}"
+        )  # fmt: skip
+        print(f"{name}: healthy {'map' if pixel else 'slice score'} median {median:.4g}, "
+              f"99th percentile {high:.4g}{dice}")  # fmt: skip
+    save_checkpoint(
+        out, checkpoint.models, preprocessing=checkpoint.preprocessing,
+        training=checkpoint.training, metrics=checkpoint.metrics, overwrite=args.overwrite,
+    )  # fmt: skip
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score volumes: a map NIfTI, a score .txt (MOOD format) and a slice CSV per scorer."""
+    from tqdm import tqdm
+
+    from .scoring import score_volume
+    from .scoring.calibration import find_calibration
+    from .scoring.postprocess import normalize_result
+
+    scorers, checkpoint = _checkpoint_and_scorers(args)
+    calibrations = {}
+    for name, params in scorers:
+        calibrations[name] = find_calibration(checkpoint, name, params)
+        if args.normalize in ("model", "mood") and calibrations[name] is None:
+            raise AnomalyMapsError(
+                f"--normalize {args.normalize}: {args.checkpoint} holds no calibration of "
+                f"{name} with these parameters; run `anomaly-maps calibrate --checkpoint "
+                f"{args.checkpoint} --scorer {name} HEALTHY_SCANS --out NEW.safetensors`"
+            )
     out = Path(args.out)
     inputs = _expand_data(args.inputs)
     planned = {
@@ -255,9 +320,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 
             results = score_volume(
                 vol, checkpoint, scorers, batch_size=args.batch_size, seed=args.seed,
-                progress=progress,
+                progress=progress, volume_score=args.volume_score,
             )  # fmt: skip
-        for result in results:
+        for raw in results:
+            result = normalize_result(raw, args.normalize, calibrations[raw.scorer])
             map_path, txt_path, csv_path = planned[path][result.scorer]
             if result.map is not None:
                 save_volume(vol.with_data(result.map), map_path, overwrite=args.overwrite)
@@ -352,6 +418,9 @@ def cmd_make_sample_data(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .scoring.pipeline import VOLUME_SCORES
+    from .scoring.postprocess import NORMALIZATIONS
+
     parser = argparse.ArgumentParser(
         prog="anomaly-maps",
         description="Pixel-wise anomaly maps for medical scans from generative models "
@@ -442,9 +511,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--normalize",
+        choices=list(NORMALIZATIONS),
+        default="none",
+        help="; ".join(f"{k}: {v}" for k, v in NORMALIZATIONS.items())
+        + " (model and mood need `anomaly-maps calibrate`)",
+    )
+    p.add_argument(
+        "--volume-score",
+        choices=list(VOLUME_SCORES),
+        default="slice_mean",
+        help="; ".join(f"{k}: {v}" for k, v in VOLUME_SCORES.items()),
+    )
     p.add_argument("--overwrite", action="store_true")
     _add_volume_index(p)
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="store a scorer's healthy statistics (and best-Dice threshold) in a checkpoint",
+    )
+    p.add_argument("inputs", nargs="+", metavar="SCAN",
+                   help="healthy validation scans (NIfTI files or quoted globs)")  # fmt: skip
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="trained .safetensors")
+    p.add_argument("--scorer", action="append", required=True, metavar="NAME")
+    p.add_argument("--param", action="append", default=[], metavar="[SCORER:]KEY=VALUE")
+    p.add_argument(
+        "--labelled",
+        default=None,
+        metavar="DIR",
+        help="validation scans with anomalies in MOOD layout (DIR/toy/*.nii.gz and "
+        "DIR/toy_label/pixel/*.nii.gz): also store the best-Dice threshold",
+    )
+    p.add_argument("--out", required=True, metavar="CKPT",
+                   help="checkpoint to write (the input's models plus calibration)")  # fmt: skip
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("bench", help="measure speed on this machine")
     p.add_argument("what", choices=("train", "score"),
