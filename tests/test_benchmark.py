@@ -1,0 +1,148 @@
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from anomaly_maps.benchmark import (
+    ANOMALY_TYPES,
+    BenchmarkSpec,
+    healthy_draw,
+    insert_anomaly,
+    load_template,
+    make_benchmark,
+    read_cases,
+)
+from anomaly_maps.errors import AnomalyMapsError, ParameterError
+from anomaly_maps.io import load_volume
+
+STILL = BenchmarkSpec(
+    rotate_deg=0, scale=0, translate_mm=0, elastic_mm=0, bias=0, gamma=(1, 1), noise=0
+)
+
+
+@pytest.fixture(scope="module")
+def template():
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory, template):
+    out = tmp_path_factory.mktemp("bench") / "mood"
+    make_benchmark(out, n_train=2, n_val=2, n_test=6, seed=3, shape=20, template=template)
+    return out
+
+
+def test_still_draw_is_the_template_on_any_grid(template):
+    tpl = template.source[0, 0].numpy()
+    same = healthy_draw(template, template.volume.shape, STILL, np.random.default_rng(0))
+    np.testing.assert_allclose(same.data, tpl, atol=1e-4)
+    # a coarser grid: each voxel shows the template at the same world position
+    from anomaly_maps.benchmark import _grid_affine
+
+    shape = (40, 48, 36)
+    small = healthy_draw(template, shape, STILL, np.random.default_rng(0))
+    affine, _ = _grid_affine(template.volume, shape)
+    world = affine @ np.vstack([np.indices(shape).reshape(3, -1), np.ones((1, np.prod(shape)))])
+    index = np.linalg.solve(template.volume.affine, world)[:3]
+    expected = ndimage.map_coordinates(tpl, index, order=1, cval=0).reshape(shape)
+    np.testing.assert_allclose(small.data, expected, atol=1e-4)
+
+
+def test_draws_differ_and_repeat_with_the_seed(template):
+    spec = BenchmarkSpec()
+    a = healthy_draw(template, (24, 24, 24), spec, np.random.default_rng(1))
+    b = healthy_draw(template, (24, 24, 24), spec, np.random.default_rng(1))
+    c = healthy_draw(template, (24, 24, 24), spec, np.random.default_rng(2))
+    np.testing.assert_array_equal(a.data, b.data)
+    assert np.abs(a.data - c.data).mean() > 1e-3
+    assert a.data.min() >= 0 and a.data.max() <= 1
+    assert a.data[~a.brain].mean() < 0.02  # skull-stripped background stays dark
+
+
+@pytest.mark.parametrize("kind", ANOMALY_TYPES)
+def test_each_anomaly_changes_only_its_labelled_brain_voxels(template, kind):
+    draw = healthy_draw(template, (40, 40, 40), BenchmarkSpec(), np.random.default_rng(5))
+    spec = BenchmarkSpec(radius=(0.12, 0.13))
+    data, label, info = insert_anomaly(draw, kind, spec, np.random.default_rng(6))
+    assert label.dtype == np.uint8 and label.any()
+    assert not (label.astype(bool) & ~draw.brain).any()
+    changed = data != draw.data
+    assert not (changed & ~label.astype(bool)).any()
+    assert np.abs(data - draw.data)[label > 0].mean() > 0.005
+    assert info["anomaly"] == kind and info["size"] == "large"
+    assert 0.12 <= info["radius_fraction"] <= 0.13
+    center = [int(info[f"center_{a}"]) for a in "xyz"]
+    assert draw.brain[tuple(center)]
+
+
+def test_benchmark_layout_labels_and_manifest(benchmark):
+    cases = read_cases(benchmark)
+    assert [c.split for c in cases] == ["val"] * 2 + ["test"] * 6
+    test_cases = [c for c in cases if c.split == "test"]
+    assert sum(c.label for c in test_cases) == 3  # anomaly_fraction 0.5
+    assert {c.anomaly for c in test_cases if c.label} <= set(ANOMALY_TYPES)
+    assert len(list((benchmark / "train").glob("*.nii.gz"))) == 2
+    scan0 = load_volume(benchmark / "train" / "00000.nii.gz")
+    for case in cases:
+        split = benchmark / case.split
+        scan = load_volume(split / "toy" / case.case)
+        pixel = load_volume(split / "toy_label" / "pixel" / case.case)
+        sample = (split / "toy_label" / "sample" / f"{case.case}.txt").read_text()
+        assert scan.shape == pixel.shape == (20, 20, 20)
+        np.testing.assert_allclose(pixel.affine, scan0.affine)
+        assert pixel.data.dtype == np.uint8
+        assert int(sample) == case.label == int(pixel.data.any())
+        assert int(pixel.data.sum()) == case.label_voxels
+        assert (case.anomaly == "none") == (case.label == 0)
+        # a training volume is never a test volume
+        assert not np.array_equal(scan.data, scan0.data)
+    meta = json.loads((benchmark / "benchmark.json").read_text())
+    assert meta["counts"] == {"train": 2, "val": 2, "test": 6}
+    assert BenchmarkSpec.from_dict({k: v for k, v in meta["spec"].items()
+                                    if k != "format_version"}) == BenchmarkSpec()  # fmt: skip
+    assert (benchmark / "LICENSE-MNI152.txt").is_file()
+    # voxel size follows the fit of the 233 mm long axis into 20 voxels
+    np.testing.assert_allclose(scan0.zooms, 233 / 20, rtol=0.01)
+
+
+def test_same_seed_same_benchmark(benchmark, template, tmp_path):
+    again = make_benchmark(tmp_path / "again", n_train=2, n_val=2, n_test=6, seed=3, shape=20,
+                           template=template)  # fmt: skip
+    for path in sorted(benchmark.rglob("*.nii.gz")):
+        other = again / path.relative_to(benchmark)
+        np.testing.assert_array_equal(load_volume(path).data, load_volume(other).data)
+    assert (again / "cases.csv").read_text() == (benchmark / "cases.csv").read_text()
+
+
+def test_refuses_to_replace_without_overwrite(template, tmp_path):
+    out = tmp_path / "bench"
+    make_benchmark(out, n_train=1, n_val=0, n_test=1, shape=12, template=template)
+    before = (out / "cases.csv").read_text()
+    with pytest.raises(AnomalyMapsError, match=r"not empty.*overwrite"):
+        make_benchmark(out, n_train=1, n_val=0, n_test=1, shape=12, seed=1, template=template)
+    assert (out / "cases.csv").read_text() == before
+    make_benchmark(out, n_train=0, n_val=0, n_test=2, shape=12, seed=1, template=template,
+                   overwrite=True)  # fmt: skip
+    assert not (out / "train").exists() or not any((out / "train").iterdir())
+    assert len(read_cases(out)) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["bench"]  # no temporary folders left
+
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(AnomalyMapsError, match="make-benchmark did not write"):
+        make_benchmark(other, n_train=1, n_val=0, n_test=0, template=template, overwrite=True)
+    assert (other / "notes.txt").read_text() == "keep me"
+
+
+def test_bad_settings_name_the_parameter(template, tmp_path):
+    with pytest.raises(ParameterError, match="radius="):
+        BenchmarkSpec(radius=(0.2, 0.1))
+    with pytest.raises(ParameterError, match="anomalies="):
+        BenchmarkSpec(anomalies=("spheres",))
+    with pytest.raises(ParameterError, match="n_test=-1"):
+        make_benchmark(tmp_path / "x", n_test=-1, template=template)
+    with pytest.raises(ParameterError, match="shape="):
+        make_benchmark(tmp_path / "x", shape=(10, 10), template=template)
+    assert not (tmp_path / "x").exists()
