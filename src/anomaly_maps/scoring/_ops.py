@@ -1,6 +1,11 @@
-"""Small batched tensor operations shared by scorers and post-processing."""
+"""Small batched tensor operations shared by scorers, and the sharing of model passes."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -8,7 +13,47 @@ from torch import nn
 
 from ..errors import ScorerError
 
-__all__ = ["gaussian_blur", "model_of"]
+__all__ = ["encode", "gaussian_blur", "model_of", "shared", "sharing_passes"]
+
+T = TypeVar("T")
+_MEMO: ContextVar[dict[tuple, tuple[tuple, Any]] | None] = ContextVar("memo", default=None)
+
+
+@contextmanager
+def sharing_passes() -> Iterator[None]:
+    """Within this block, :func:`shared` computes each deterministic pass once.
+
+    :func:`~anomaly_maps.scoring.score_volume` opens one block per slice batch, so
+    several scorers run on one batch (``rec`` and ``sample_std`` and ``elbo``, say)
+    encode it once instead of once each.
+    """
+    token = _MEMO.set({})
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
+def shared(key: str, compute: Callable[[], T], *inputs: Any) -> T:
+    """``compute()``, reused for the same ``key`` and the same input objects.
+
+    Only inside :func:`sharing_passes` and with gradients off: a pass that must be
+    differentiated (gradient scorers, restoration) is never shared. Inputs are
+    identified by object identity and kept alive by the memo, so an identity cannot
+    be reused by a new tensor while the block is open.
+    """
+    memo = _MEMO.get()
+    if memo is None or torch.is_grad_enabled():
+        return compute()
+    ident = (key, *map(id, inputs))
+    if ident not in memo:
+        memo[ident] = (inputs, compute())
+    return memo[ident][1]
+
+
+def encode(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A VAE's posterior ``(mu, logvar)`` of ``x``, shared between scorers of a batch."""
+    return shared("encode", lambda: model.encode(x), model, x)
 
 
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -50,7 +50,7 @@ from torch import nn
 
 from ._ops import gaussian_blur, model_of
 from ._registry import ParamSpec, ScoreResult, register_scorer
-from .reconstruction import pixel_distance
+from .reconstruction import pixel_distance, reconstruct
 
 __all__ = [
     "cevae_combined",
@@ -451,7 +451,6 @@ def cevae_combined(
         model, x, "kl", n_smooth=n_smooth, noise=noise, generator=generator, abs_first=abs_first
     )
     with torch.no_grad():
-        mu, _ = model.encode(x)
-        rec = pixel_distance(x, model.decode(mu), norm)
+        rec = pixel_distance(x, reconstruct(models, x), norm)
     pixel = gaussian_blur(minmax_per_slice(grad), sigma) * rec
     return ScoreResult.from_map(pixel)

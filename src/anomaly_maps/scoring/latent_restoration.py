@@ -26,10 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._ops import model_of
+from ._ops import model_of, shared
 from ._registry import ParamSpec, ScoreResult, register_scorer
 
 __all__ = [
+    "codes_and_nll",
     "latent_nll",
     "latent_restoration",
     "mean_filter",
@@ -76,6 +77,19 @@ def _prior_position(prior: nn.Module, position: torch.Tensor) -> torch.Tensor | 
     return position if prior.config.conditioned else None
 
 
+def codes_and_nll(
+    vqvae: nn.Module, prior: nn.Module, x: torch.Tensor, position: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes ``(B, h, w)`` of ``x`` and their NLL under the prior, in nats (seed 002,
+    section 2.3); shared between ``latent_restoration`` and ``latent_nll`` of a batch."""
+
+    def compute() -> tuple[torch.Tensor, torch.Tensor]:
+        codes = vqvae.codes(x)
+        return codes, prior.nll(codes, _prior_position(prior, position))
+
+    return shared("codes_and_nll", compute, vqvae, prior, x, position)
+
+
 def restore_codes(
     vqvae: nn.Module,
     prior: nn.Module,
@@ -101,8 +115,7 @@ def restore_codes(
     restored : torch.Tensor
         ``(B * S, h, w)`` long restored codes.
     """
-    codes = vqvae.codes(x)
-    nll = prior.nll(codes, _prior_position(prior, position))
+    codes, nll = codes_and_nll(vqvae, prior, x, position)
     mask = nll > lambda_p
     stacked = codes.repeat_interleave(n_restorations, dim=0)
     if bool(mask.any()):
@@ -258,8 +271,7 @@ def latent_nll(
     vqvae = model_of(models, "vqvae")
     prior = model_of(models, "prior")
     with torch.no_grad():
-        codes = vqvae.codes(x)
-        nll = prior.nll(codes, _prior_position(prior, position))
+        _, nll = codes_and_nll(vqvae, prior, x, position)
         kept = torch.where(nll > lambda_s, nll, torch.zeros_like(nll))
         pixel = F.interpolate(kept[:, None], size=x.shape[-2:], mode="nearest")[:, 0]
     return ScoreResult(pixel, kept.flatten(1).sum(1))

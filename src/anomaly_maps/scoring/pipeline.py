@@ -19,6 +19,7 @@ from ..device import resolve_device
 from ..errors import Cancelled, ParameterError, ScorerError
 from ..io import Volume
 from ..preprocessing import slices_to_volume, to_slices
+from ._ops import sharing_passes
 from ._registry import ScorerInfo, get_scorer
 
 __all__ = [
@@ -160,7 +161,7 @@ def score_volume(
     batch_size
         Slices per call (halved automatically on CUDA out-of-memory).
     seed
-        Seeds the scorers' random draws (SmoothGrad noise, samples, restorations).
+        Seeds each scorer's random draws (SmoothGrad noise, samples, restorations).
     progress
         Called as ``progress(done_slices, total_slices)`` after every batch.
     should_stop
@@ -205,14 +206,18 @@ def score_volume(
     maps = [torch.zeros(n_slices, size, size) for _ in infos]
     slice_scores = [np.zeros(n_slices, np.float32) for _ in infos]
     has_map = [False] * len(infos)
-    generator = torch.Generator(device=target).manual_seed(seed)
+    # One generator per scorer: a scorer's draws (and so its map) do not depend on
+    # which other scorers run alongside it.
+    generators = [torch.Generator(device=target).manual_seed(seed) for _ in infos]
 
     def run(batch: slice) -> list:
         x = images[batch].to(target)
         position = positions[batch].to(target)
-        with torch.no_grad():
-            return [fn(models, x, position=position, generator=generator, **params)
-                    for fn, (_, params) in zip(fns, infos, strict=True)]  # fmt: skip
+        with torch.no_grad(), sharing_passes():
+            return [
+                fn(models, x, position=position, generator=g, **params)
+                for fn, g, (_, params) in zip(fns, generators, infos, strict=True)
+            ]
 
     for batch, results in iter_batches_adaptive(len(scored), batch_size, run, target):
         rows = scored[batch]

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..models.vae import VAE
-from ._ops import gaussian_blur, model_of
+from ._ops import encode, gaussian_blur, model_of, shared
 from ._registry import ParamSpec, ScoreResult, register_scorer
 
 __all__ = ["pixel_distance", "reconstruct", "reconstruction_error"]
@@ -38,9 +38,8 @@ def reconstruct(models: dict[str, nn.Module], x: torch.Tensor) -> torch.Tensor:
     """
     model = model_of(models, "vae", "cevae", "dae", "vqvae")
     if isinstance(model, VAE):  # the ceVAE is a VAE subclass
-        mu, _ = model.encode(x)
-        return model.decode(mu)
-    return model(x)
+        return shared("decode_mean", lambda: model.decode(encode(model, x)[0]), model, x)
+    return shared("reconstruct", lambda: model(x), model, x)
 
 
 def pixel_distance(x: torch.Tensor, x_hat: torch.Tensor, norm: Norm) -> torch.Tensor:

@@ -36,7 +36,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ._ops import model_of
+from ._ops import encode, model_of
 from ._registry import ParamSpec, ScoreResult, register_scorer
 
 __all__ = [
@@ -104,7 +104,7 @@ def log_weights(
         ``(L, B)`` terms and the ``(B,)`` analytic KL.
     """
     batch = x.shape[0]
-    mu, logvar = model.encode(x)
+    mu, logvar = encode(model, x)
     shape = (n_samples, *mu.shape)
     z = model.reparameterize(mu.expand(shape), logvar.expand(shape), generator=generator)
     x_hat = model.decode(z.reshape(n_samples * batch, -1))
@@ -211,8 +211,7 @@ def kl_score(
     """
     model = model_of(models, *_KINDS)
     with torch.no_grad():
-        mu, logvar = model.encode(x)
-        return ScoreResult(None, model.kl_loss(mu, logvar))
+        return ScoreResult(None, model.kl_loss(*encode(model, x)))
 
 
 @register_scorer(

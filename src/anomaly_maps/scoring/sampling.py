@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._ops import gaussian_blur, model_of
+from ._ops import encode, gaussian_blur, model_of
 from ._registry import ParamSpec, ScoreResult, register_scorer
 
 __all__ = ["posterior_samples", "sample_std"]
@@ -33,7 +33,7 @@ def posterior_samples(
     ``k * B + b`` is sample ``k`` of slice ``b``) and ``model.reparameterize`` draws all
     ``(n * B, D)`` standard normals from ``generator`` in one call before one decode.
     """
-    mu, logvar = model.encode(x)
+    mu, logvar = encode(model, x)
     z = model.reparameterize(
         mu.repeat(n_samples, 1), logvar.repeat(n_samples, 1), generator=generator
     )
