@@ -16,11 +16,22 @@ def test_bench_train_reports_each_model():
     assert row.slices_per_second > 0
 
 
-def test_bench_score_compares_with_the_per_slice_loop(capsys):
-    [row] = bench_score([("rec", {"sigma": 1.0})], device="cpu", side=12, batch_size=4)
-    assert (row.scorer, row.models) == ("rec", "vae")
-    assert row.batched_seconds > 0
+def test_bench_score_compares_with_the_reference(capsys, monkeypatch):
+    import anomaly_maps.scoring as scoring
+
+    calls, real = [], scoring.score_volume
+
+    def recording(volume, checkpoint, scorers, **kwargs):
+        calls.append((volume.shape[0], kwargs.get("batch_size"), kwargs.get("reference")))
+        return real(volume, checkpoint, scorers, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_volume", recording)
+    [row] = bench_score([("sample_std", {"n_samples": 2})], device="cpu", side=12, batch_size=4)
+    assert (row.scorer, row.models) == ("sample_std", "vae")
+    assert row.batched_seconds > 0 and row.reference_seconds > 0
     assert row.ratio == row.reference_seconds / row.batched_seconds
+    # each implementation warmed up on a small cube, then timed on the same batches
+    assert calls == [(8, None, False), (12, 4, False), (8, None, True), (12, 4, True)]
     assert main(["bench", "score", "--scorers", "kl", "--side", "8", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "per-slice s" in out
