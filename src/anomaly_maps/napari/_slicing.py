@@ -1,0 +1,132 @@
+"""Between the plane napari shows and the slices a model scores (no Qt here).
+
+napari slices a scan along one of its file (voxel) axes. A model cuts the scan along an
+anatomical axis after reorienting it to RAS+ (:func:`~anomaly_maps.preprocessing.to_slices`):
+that axis is one file axis, possibly flipped, and is never resampled (only the in-plane
+size is), so file plane ``i`` is exactly model slice ``i`` or ``n - 1 - i``. The
+preview scores that one slice and puts its map back on the file plane.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from ..checkpoint import Checkpoint
+from ..device import resolve_device
+from ..preprocessing import _CANONICAL_AXIS, Axis, SliceGeometry, SliceStack, slices_to_volume
+from ..scoring import get_scorer
+
+__all__ = ["ModelSlicing", "SlicePreview", "score_model_slice"]
+
+
+@dataclass(frozen=True)
+class ModelSlicing:
+    """Where a model's slices lie in the scan's file axes.
+
+    Attributes
+    ----------
+    file_axis
+        Voxel axis of the scan the model slices along.
+    flipped
+        True when model slice 0 is the last file plane (the file axis runs against RAS+).
+    n_slices
+        Planes along ``file_axis``.
+    """
+
+    file_axis: int
+    flipped: bool
+    n_slices: int
+
+    @classmethod
+    def from_geometry(cls, geometry: SliceGeometry) -> ModelSlicing:
+        """Where the slices of a :class:`SliceStack` came from."""
+        return cls._from_orientation(geometry.ornt, geometry.axis, geometry.shape)
+
+    @classmethod
+    def for_scan(cls, affine: np.ndarray, shape: tuple[int, ...], axis: Axis) -> ModelSlicing:
+        """Where a model slicing along anatomical ``axis`` cuts a scan, without cutting it."""
+        ornt = nib.orientations.io_orientation(affine)
+        return cls._from_orientation(ornt, _CANONICAL_AXIS[axis], shape)
+
+    @classmethod
+    def _from_orientation(cls, ornt: np.ndarray, axis: int, shape: tuple[int, ...]):
+        file_axis = int(np.flatnonzero(ornt[:, 0] == axis)[0])
+        return cls(file_axis, bool(ornt[file_axis, 1] < 0), int(shape[file_axis]))
+
+    def model_index(self, file_index: int) -> int:
+        """Model slice showing file plane ``file_index`` (the map is symmetric)."""
+        return self.n_slices - 1 - file_index if self.flipped else file_index
+
+    file_index = model_index  # the flip is its own inverse
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file_axis": self.file_axis, "flipped": self.flipped, "n_slices": self.n_slices}
+
+
+@dataclass(frozen=True)
+class SlicePreview:
+    """One scorer's result on one model slice, back on the scan's file plane."""
+
+    scorer: str
+    params: dict[str, Any]
+    file_index: int
+    plane: np.ndarray | None
+    """Map on file plane ``file_index`` (the scan's shape without ``file_axis``), or None."""
+    slice_score: float
+
+
+def _plane_to_scan(plane: torch.Tensor, geometry: SliceGeometry, slicing: ModelSlicing):
+    """(size, size) map of one model slice -> the matching 2D file plane of the scan."""
+    shape = list(geometry.shape)
+    shape[slicing.file_axis] = 1
+    one = slices_to_volume(plane[None], replace(geometry, shape=tuple(shape)))
+    return np.take(one, 0, axis=slicing.file_axis)
+
+
+def score_model_slice(
+    stack: SliceStack,
+    checkpoint: Checkpoint,
+    scorers: Sequence[tuple[str, dict[str, Any]]],
+    file_index: int,
+    *,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+) -> list[SlicePreview]:
+    """Score the model slice that shows file plane ``file_index`` of a preprocessed scan.
+
+    ``stack`` is ``to_slices(volume, checkpoint.preprocessing)``, computed once per scan
+    so that a preview costs one model call. Maps are masked like
+    :func:`~anomaly_maps.scoring.score_volume` masks them (slice foreground, then the
+    scan's foreground), so a preview equals that slice of a full run up to random draws.
+    """
+    slicing = ModelSlicing.from_geometry(stack.geometry)
+    if not 0 <= file_index < slicing.n_slices:
+        raise IndexError(f"plane {file_index} outside [0, {slicing.n_slices - 1}]")
+    index = slicing.model_index(file_index)
+    target = resolve_device(device)
+    models = {kind: m.to(target).eval() for kind, m in checkpoint.models.items()}
+    x = torch.from_numpy(stack.images[index : index + 1, None]).to(target)
+    position = torch.from_numpy(stack.positions[index : index + 1]).to(target)
+    mask = torch.from_numpy(stack.mask[index])
+    fg_plane = np.take(stack.foreground, file_index, axis=slicing.file_axis)
+    generator = torch.Generator(device=target).manual_seed(seed)
+    out = []
+    for name, params in scorers:
+        info = get_scorer(name)
+        info.check_fits(checkpoint.kinds)
+        resolved = info.resolve_params(params)
+        with torch.no_grad():
+            result = info(models, x, position=position, generator=generator, **resolved)
+        plane = None
+        if result.pixel is not None:
+            pixel = result.pixel[0].float().cpu() * mask
+            plane = _plane_to_scan(pixel, stack.geometry, slicing) * fg_plane
+        score = float(result.slice_score[0]) if mask.any() else 0.0
+        out.append(SlicePreview(name, resolved, file_index, plane, score))
+    return out
