@@ -417,6 +417,84 @@ def cmd_make_sample_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bar_progress(bar):
+    """A ``progress(done, total)`` callback that drives a tqdm bar."""
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return progress
+
+
+def _shape_arg(text: str) -> int | tuple[int, int, int]:
+    """``--shape 64`` (a cube) or ``--shape 160,192,160``."""
+    try:
+        sizes = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        sizes = ()
+    if len(sizes) not in (1, 3):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected N or X,Y,Z (voxels)")
+    return sizes[0] if len(sizes) == 1 else sizes  # type: ignore[return-value]
+
+
+def cmd_make_benchmark(args: argparse.Namespace) -> int:
+    """Build a MOOD-style benchmark from the bundled template (no download)."""
+    from tqdm import tqdm
+
+    from .benchmark import make_benchmark, read_cases
+
+    with tqdm(desc="make-benchmark", unit="volume") as bar:
+        out = make_benchmark(
+            args.out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
+            seed=args.seed, shape=args.shape, template=args.template,
+            overwrite=args.overwrite, progress=_bar_progress(bar),
+        )  # fmt: skip
+    cases = read_cases(out)
+    anomalous = sum(c.label for c in cases if c.split == "test")
+    print(
+        f"wrote {out}: {args.n_train} train, {args.n_val} val, {args.n_test} test volumes "
+        f"({anomalous} test cases with an anomaly); cases in {out / 'cases.csv'}"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate MOOD-format predictions, or score a benchmark with a model and evaluate."""
+    from tqdm import tqdm
+
+    from .evaluation import OUTPUT_FILES, evaluate, evaluate_checkpoint
+
+    by_model = args.checkpoint is not None or args.benchmark is not None
+    if by_model == (args.pred is not None or args.labels is not None):
+        raise AnomalyMapsError(
+            "give either --pred and --labels (MOOD-format predictions) or --checkpoint, "
+            "--scorer and --benchmark (score a benchmark, then evaluate)"
+        )
+    needed = ("checkpoint", "scorer", "benchmark") if by_model else ("pred", "labels")
+    missing = [f"--{name}" for name in needed if getattr(args, name) is None]
+    if missing:
+        raise AnomalyMapsError(f"missing {' and '.join(missing)}")
+    with tqdm(desc="evaluate", unit="volume") as bar:
+        if by_model:
+            scorers, checkpoint = _checkpoint_and_scorers(args)
+            evaluation = evaluate_checkpoint(
+                checkpoint, scorers, args.benchmark, args.out, batch_size=args.batch_size,
+                seed=args.seed, volume_score=args.volume_score, overwrite=args.overwrite,
+                progress=_bar_progress(bar),
+            )  # fmt: skip
+        else:
+            evaluation = evaluate(
+                args.pred, args.labels, val_pred_dir=args.val_pred,
+                val_label_dir=args.val_labels, manifest=args.manifest,
+                progress=_bar_progress(bar),
+            )  # fmt: skip
+            evaluation.write(args.out, overwrite=args.overwrite)
+    print(evaluation.to_markdown())
+    print(f"wrote {', '.join(OUTPUT_FILES)} to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .scoring.pipeline import VOLUME_SCORES
     from .scoring.postprocess import NORMALIZATIONS
@@ -570,6 +648,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="sample_data", metavar="DIR")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_make_sample_data)
+
+    p = sub.add_parser(
+        "make-benchmark",
+        help="build a MOOD-style benchmark (healthy train, val/test with synthetic "
+        "anomalies and labels) from the bundled template, offline",
+    )
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--n-train", type=int, default=20)
+    p.add_argument("--n-val", type=int, default=10)
+    p.add_argument("--n-test", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--shape",
+        type=_shape_arg,
+        default=None,
+        metavar="N|X,Y,Z",
+        help="output grid in voxels (default: the template's own, 197,233,189 at 1 mm)",
+    )
+    p.add_argument(
+        "--template",
+        default=None,
+        metavar="SCAN",
+        help="a skull-stripped T1 to use instead of the bundled MNI152 template",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark")
+    p.set_defaults(func=cmd_make_benchmark)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="pixel/sample AUROC, AP and Dice of MOOD-format predictions (--pred, --labels) "
+        "or of a model on a benchmark (--checkpoint, --scorer, --benchmark)",
+    )
+    p.add_argument("--pred", metavar="DIR", help="predictions: one folder, or one per scorer")
+    p.add_argument("--labels", metavar="DIR", help="toy_label folder (or the split above it)")
+    p.add_argument("--val-pred", metavar="DIR", help="validation predictions (Dice threshold)")
+    p.add_argument("--val-labels", metavar="DIR", help="validation labels")
+    p.add_argument("--manifest", metavar="CSV", help="benchmark cases.csv (or its folder)")
+    p.add_argument("--checkpoint", metavar="CKPT", help="trained .safetensors")
+    p.add_argument("--scorer", action="append", metavar="NAME", help="repeat for several")
+    p.add_argument("--param", action="append", default=[], metavar="[SCORER:]KEY=VALUE")
+    p.add_argument("--benchmark", metavar="DIR", help="folder made by make-benchmark")
+    p.add_argument("--volume-score", choices=list(VOLUME_SCORES), default="slice_mean")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="DIR", help="report (and predictions)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 
