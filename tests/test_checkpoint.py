@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import stat
 import struct
 from pathlib import Path
 
@@ -644,3 +645,12 @@ def test_corrupt_header_json(tmp_path, saved_vae):
     save_file(load_file(str(saved_vae)), str(path), metadata={"anomaly_maps": "[1, 2]"})
     with pytest.raises(CheckpointError, match=r"bad\.safetensors: checkpoint header is corrupt"):
         read_header(path)
+
+
+def test_checkpoint_file_mode_follows_the_umask(tmp_path, tiny_models):
+    path = save_checkpoint(
+        tmp_path / "m.safetensors", tiny_models["vae"], preprocessing=PreprocessingSpec(size=16)
+    )
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask

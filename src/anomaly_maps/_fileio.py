@@ -64,9 +64,9 @@ def atomic_path(
     )
     os.close(fd)
     tmp = Path(tmp_name)
-    tmp.chmod(_FILE_MODE)
     try:
         yield tmp
+        tmp.chmod(_FILE_MODE)  # after writing: some writers (safetensors) recreate the file
         if overwrite:
             os.replace(tmp, path)
         else:
