@@ -6,7 +6,7 @@ healthy validation volumes once and storing quantiles of its values in the check
 gives every later map a common yardstick: "model" normalisation (see
 :mod:`.postprocess`) maps the healthy median to 0 and the healthy 99th percentile to 1,
 a threshold for a target false-positive rate on healthy voxels is a quantile lookup, and
-the MOOD submission format's [0, 1] range (seed 003; DESIGN.md, "Benchmark and
+the MOOD submission format's [0, 1] range (seed 002, section 3; DESIGN.md, "Benchmark and
 evaluation") follows from it. A best-Dice threshold found on labelled validation
 volumes is stored next to the quantiles.
 

@@ -17,7 +17,7 @@ model     the same with quantiles of *healthy* volumes stored in the checkpoint
           of 1 flags 1 % of healthy tissue
 mood      ``max(m, 0) / (1 + max(m, 0))`` of the ``model`` value ``m``: in
           [0, 1) as the MOOD evaluator expects (it clips to [0, 1] and reads
-          float16, seed 003), with 0.5 at the healthy 99th percentile and no
+          float16; seed 002, section 3), with 0.5 at the healthy 99th percentile and no
           saturation (no ties) among strong anomalies
 ========= ===================================================================
 
