@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 MAP_KEY = "anomaly_map"
-"""``metadata`` key of the widgets' record of how a map was made."""
+"""``metadata`` key of the widgets' record of how a map (or a mask: ``mask_of``) was made."""
 _GEOMETRY_KEYS = ("affine", "shape", "nifti_header", "source_path", "axcodes")
 
 
@@ -128,20 +128,35 @@ def _layer_axes(viewer: napari.Viewer, layer: Layer) -> int:
     return viewer.dims.ndim - layer.ndim
 
 
-def displayed_plane(viewer: napari.Viewer, layer: Layer) -> tuple[int, int] | None:
-    """``(file_axis, index)`` of the plane of ``layer`` on screen in 2D, else None.
+def _world_to_data(layer: Layer) -> np.ndarray:
+    """``layer``'s (ndim+1)-square world->data matrix, from its public transform."""
+    n = layer.ndim
+    origin = np.asarray(layer.data_to_world(np.zeros(n)), dtype=float)
+    matrix = np.eye(n + 1)
+    for i in range(n):
+        matrix[:n, i] = np.asarray(layer.data_to_world(np.eye(n)[i]), dtype=float) - origin
+    matrix[:n, n] = origin
+    return np.linalg.inv(matrix)
 
-    napari slices a layer along its own data axes, at the world point of the dims.
+
+def displayed_plane(viewer: napari.Viewer, layer: Layer) -> tuple[int, int] | None:
+    """``(data_axis, index)`` of the plane of ``layer`` on screen in 2D, else None.
+
+    napari slices a layer along the data axis of the slider's world axis, at the index
+    that the *diagonal* of its world->data transform gives for the slider position (for
+    an oblique scan it drops the out-of-plane rotation); this follows it exactly.
     """
     if viewer.dims.ndisplay != 2:
         return None
     offset = _layer_axes(viewer, layer)
-    [axis] = [a - offset for a in viewer.dims.not_displayed if a >= offset] or [None]
-    if axis is None:
+    axes = [a - offset for a in viewer.dims.not_displayed if a >= offset]
+    if len(axes) != 1:
         return None
-    point = layer.world_to_data(viewer.dims.point[offset:])
-    index = int(np.clip(np.round(point[axis]), 0, layer.data.shape[axis] - 1))
-    return axis, index
+    [axis] = axes
+    inverse = _world_to_data(layer)
+    world = viewer.dims.point[offset + axis]
+    index = np.round(inverse[axis, axis] * world + inverse[axis, -1])
+    return axis, int(np.clip(index, 0, layer.data.shape[axis] - 1))
 
 
 def show_plane(viewer: napari.Viewer, layer: Layer, axis: int, index: int) -> None:
@@ -152,10 +167,8 @@ def show_plane(viewer: napari.Viewer, layer: Layer, axis: int, index: int) -> No
         order = [a for a in viewer.dims.order if a != world_axis]
         viewer.dims.ndisplay = 2
         viewer.dims.order = (*order[:-2], world_axis, *order[-2:])
-    data_point = np.asarray(layer.world_to_data(viewer.dims.point[offset:]), dtype=float)
-    data_point[axis] = index
-    world = layer.data_to_world(data_point)
-    viewer.dims.set_point(range(offset, viewer.dims.ndim), world)
+    inverse = _world_to_data(layer)
+    viewer.dims.set_point(world_axis, (index - inverse[axis, -1]) / inverse[axis, axis])
 
 
 class MaskOverlay:
@@ -194,7 +207,7 @@ class MaskOverlay:
         self.buffer = np.zeros(values.shape, np.uint8)
         self.layer = add_or_update(
             viewer, "labels", self.buffer, source=map_layer,
-            name=name or f"{map_layer.name} mask", opacity=0.6,
+            name=name or f"{map_layer.name} mask", opacity=0.6, info={"mask_of": map_layer.name},
             colormap=DirectLabelColormap(color_dict={None: "transparent", 1: color}),
         )  # fmt: skip
         self.threshold = float("nan")

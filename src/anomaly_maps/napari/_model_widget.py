@@ -25,7 +25,7 @@ from ..errors import AnomalyMapsError
 from ._state import viewer_state
 
 if TYPE_CHECKING:
-    import napari
+    import napari.viewer
 
 __all__ = ["ModelWidget", "bundled_checkpoints", "checkpoint_card"]
 
@@ -84,7 +84,7 @@ def checkpoint_card(checkpoint: Checkpoint) -> str:
 class ModelWidget(QWidget):
     """Loads one checkpoint for the viewer's widgets and shows what it is."""
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = viewer
         self.state = viewer_state(viewer)

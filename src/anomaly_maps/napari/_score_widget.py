@@ -47,7 +47,7 @@ from ._slicing import ModelSlicing, SlicePreview, score_model_slice
 from ._state import viewer_state
 
 if TYPE_CHECKING:
-    import napari
+    import napari.viewer
 
 __all__ = ["ScoreWidget", "param_widget", "write_slice_scores"]
 
@@ -100,7 +100,7 @@ class _Progress(QObject):
 class ScoreWidget(QWidget):
     """Runs scorers on the checkpoint loaded in the model widget and adds map layers."""
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = viewer
         self.state = viewer_state(viewer)

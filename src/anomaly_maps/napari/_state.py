@@ -6,12 +6,13 @@ here and hears when it changes, so no widget loads its own copy.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 from psygnal import Signal
 
 from ..checkpoint import Checkpoint
+from ..scoring.calibration import Calibration, find_calibration
 
 if TYPE_CHECKING:
     import napari
@@ -36,12 +37,24 @@ class ViewerState:
         self.device = device
         self.changed.emit()
 
+    def calibration_for(self, info: dict[str, Any] | None) -> Calibration | None:
+        """The loaded model's calibration of the scorer and parameters that made a map.
+
+        None unless the map was made by the loaded checkpoint (``info`` is the map
+        layer's ``metadata["anomaly_map"]``) and that checkpoint holds a calibration.
+        """
+        checkpoint = self.checkpoint
+        if checkpoint is None or info is None or info.get("checkpoint") != str(checkpoint.path):
+            return None
+        return find_calibration(checkpoint, info["scorer"], info["params"])
+
 
 _STATES: WeakKeyDictionary[napari.Viewer, ViewerState] = WeakKeyDictionary()
 
 
 def viewer_state(viewer: napari.Viewer) -> ViewerState:
     """The shared state of ``viewer`` (created on first use, dropped with the viewer)."""
+    viewer = getattr(viewer, "__wrapped__", viewer)  # napari hands plugins a proxy
     if viewer not in _STATES:
         _STATES[viewer] = ViewerState()
     return _STATES[viewer]

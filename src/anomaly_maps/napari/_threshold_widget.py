@@ -24,14 +24,14 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 from ..errors import AnomalyMapsError
-from ..scoring.calibration import Calibration, find_calibration
+from ..scoring.calibration import Calibration
 from ._layers import MaskOverlay, map_info
 from ._plots import SmallPlot
 from ._state import viewer_state
 from ._threshold import LabelStats
 
 if TYPE_CHECKING:
-    import napari
+    import napari.viewer
 
 __all__ = ["ThresholdWidget"]
 
@@ -46,7 +46,7 @@ def _slider(lo: float, hi: float, decimals: int = 4) -> QLabeledDoubleSlider:
 class ThresholdWidget(QWidget):
     """Thresholds the chosen map into a Labels overlay while the slider moves."""
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = viewer
         self.state = viewer_state(viewer)
@@ -118,11 +118,10 @@ class ThresholdWidget(QWidget):
         return [(m.name, m) for m in self.viewer.layers if isinstance(m, Image) and map_info(m)]
 
     def _label_layers(self, _widget: Any = None) -> list[tuple[str, Labels]]:
-        overlays = {self.overlay.layer} if self.overlay else set()
         return [
             (layer.name, layer)
             for layer in self.viewer.layers
-            if isinstance(layer, Labels) and layer not in overlays and layer.ndim == 3
+            if isinstance(layer, Labels) and map_info(layer) is None and layer.ndim == 3
         ]
 
     def reset_choices(self, _event: Any = None) -> None:
@@ -134,7 +133,7 @@ class ThresholdWidget(QWidget):
 
     def _follow_selection(self, event: Any) -> None:
         layer = event.value
-        if layer is not None and layer is not self.map.value and map_info(layer) is not None:
+        if isinstance(layer, Image) and layer is not self.map.value and map_info(layer):
             self.map.value = layer
 
     # ------------------------------------------------------------------ map
@@ -207,22 +206,17 @@ class ThresholdWidget(QWidget):
 
     def _update_calibration(self) -> None:
         """Find the loaded model's calibration of the chosen map's scorer and parameters."""
-        self.calibration = None
         info = map_info(self.map.value) if self.map.value is not None else None
-        checkpoint = self.state.checkpoint
-        note = "Load the map's model in the Anomaly model widget for automatic thresholds."
-        if (
-            checkpoint is not None
-            and info is not None
-            and str(checkpoint.path) == info["checkpoint"]
-        ):
-            self.calibration = find_calibration(checkpoint, info["scorer"], info["params"])
+        self.calibration = self.state.calibration_for(info)
+        if self.calibration is not None:
+            note = f"Calibrated on {self.calibration.n_volumes} healthy volume(s)."
+        elif info is not None and self.state.checkpoint is not None:
             note = (
-                f"Calibrated on {self.calibration.n_volumes} healthy volume(s)."
-                if self.calibration
-                else f"The model holds no calibration for {info['scorer']} with these "
-                "parameters (run `anomaly-maps calibrate`)."
+                f"No calibration for {info['scorer']} with these parameters in the loaded "
+                "model (it must be the map's model; run `anomaly-maps calibrate`)."
             )
+        else:
+            note = "Load the map's model in the Anomaly model widget for automatic thresholds."
         has_dice = self.calibration is not None and self.calibration.dice_threshold is not None
         self.dice_button.setEnabled(has_dice)
         self.fpr_button.setEnabled(
