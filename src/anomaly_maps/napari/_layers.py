@@ -212,8 +212,17 @@ class MaskOverlay:
         )  # fmt: skip
         self.threshold = float("nan")
 
-    def set(self, threshold: float) -> None:
-        """Show ``map >= threshold``."""
+    def set(self, threshold: float, plane: tuple[int, int] | None = None) -> None:
+        """Show ``map >= threshold``, only on ``plane`` ``(axis, index)`` if given.
+
+        Updating only the plane on screen keeps a slider drag interactive on 256^3
+        volumes; the whole volume follows when the drag ends.
+        """
         self.threshold = float(threshold)
-        self.index.apply(self.threshold, self.buffer)
+        where: tuple[int | slice, ...] = ()
+        if plane is not None:
+            where = tuple(
+                plane[1] if a == plane[0] else slice(None) for a in range(self.layer.ndim)
+            )
+        self.index.apply(self.threshold, self.buffer, where)
         self.layer.refresh()

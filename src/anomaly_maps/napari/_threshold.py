@@ -55,7 +55,7 @@ class ThresholdIndex:
 
     def percentile(self, threshold: float) -> float:
         """Percent of brain voxels below ``threshold`` (those not flagged)."""
-        below = np.searchsorted(self.sorted, threshold, side="left")
+        below = np.searchsorted(self.sorted, np.float32(threshold), side="left")
         return 100.0 * float(below) / self.sorted.size
 
     def value(self, percentile: float) -> float:
@@ -65,7 +65,8 @@ class ThresholdIndex:
 
     def flagged(self, threshold: float) -> int:
         """Brain voxels at or above ``threshold``."""
-        return int(self.sorted.size - np.searchsorted(self.sorted, threshold, side="left"))
+        # a float32 needle: a Python float would make numpy cast the whole array (O(n))
+        return int(self.sorted.size - np.searchsorted(self.sorted, np.float32(threshold)))
 
     def flagged_ml(self, threshold: float) -> float:
         return self.flagged(threshold) * self.voxel_ml
@@ -73,12 +74,17 @@ class ThresholdIndex:
     def brain_fraction(self, threshold: float) -> float:
         return self.flagged(threshold) / self.sorted.size
 
-    def apply(self, threshold: float, out: np.ndarray) -> np.ndarray:
-        """Write ``values >= threshold`` (brain only) into ``out`` (bool or uint8 0/1)."""
-        view = out.view(bool) if out.dtype == np.uint8 else out
-        np.greater_equal(self.values, threshold, out=view)
+    def apply(
+        self, threshold: float, out: np.ndarray, where: tuple[int | slice, ...] = ()
+    ) -> np.ndarray:
+        """Write ``values >= threshold`` (brain only) into ``out`` (bool or uint8 0/1).
+
+        ``where`` (basic indexing, e.g. one plane) limits the work to part of the volume.
+        """
+        view = (out.view(bool) if out.dtype == np.uint8 else out)[where]
+        np.greater_equal(self.values[where], threshold, out=view)
         if self.foreground is not None and threshold <= self._background_max:
-            view &= self.foreground
+            view &= self.foreground[where]
         return out
 
 

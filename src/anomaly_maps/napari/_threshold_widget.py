@@ -25,7 +25,7 @@ from superqt import QLabeledDoubleSlider
 
 from ..errors import AnomalyMapsError
 from ..scoring.calibration import Calibration
-from ._layers import MaskOverlay, map_info
+from ._layers import MaskOverlay, displayed_plane, map_info
 from ._plots import SmallPlot
 from ._state import viewer_state
 from ._threshold import LabelStats
@@ -66,6 +66,8 @@ class ThresholdWidget(QWidget):
         self.percentile = _slider(0.0, 100.0, 2)
         self.percentile.setToolTip("The threshold as a percentile of the brain's map values")
         self.percentile.valueChanged.connect(self._percentile_moved)
+        for slider in (self.value, self.percentile):
+            slider.sliderReleased.connect(self._released)
         self.contour = QCheckBox("outline only")
         self.contour.toggled.connect(self._style_changed)
         self.flagged = QLabel()
@@ -178,7 +180,10 @@ class ThresholdWidget(QWidget):
         if self.overlay is None:
             return
         index = self.overlay.index
-        self.overlay.set(value)
+        dragging = self.value.isSliderDown() or self.percentile.isSliderDown()
+        self.overlay.set(
+            value, displayed_plane(self.viewer, self.overlay.layer) if dragging else None
+        )
         self._syncing = True
         self.value.setValue(value)
         self.percentile.setValue(index.percentile(value))
@@ -197,6 +202,11 @@ class ThresholdWidget(QWidget):
     def _value_moved(self, value: float) -> None:
         if not self._syncing:
             self.set_threshold(value)
+
+    def _released(self) -> None:
+        """End of a drag: threshold the whole volume, not just the plane on screen."""
+        if self.overlay is not None:
+            self.overlay.set(self.overlay.threshold)
 
     def _percentile_moved(self, percentile: float) -> None:
         if not self._syncing:
