@@ -12,6 +12,7 @@ from anomaly_maps.scoring.calibration import (
     LEVELS,
     Calibration,
     calibrate,
+    calibrate_scorers,
     find_calibration,
     with_calibration,
 )
@@ -156,3 +157,10 @@ def test_calibration_finds_the_best_dice_threshold(checkpoint, tiny_volume):
     assert cal.dice == pytest.approx(1.0)
     assert cal.dice_threshold == pytest.approx(float(r.map[label].min()))
     assert calibrate(checkpoint, "rec", {}, [tiny_volume]).dice_threshold is None
+
+
+def test_calibrating_scorers_together_equals_one_by_one(checkpoint, tiny_volume):
+    scorers = [("rec", {"sigma": 1.0}), ("kl", {})]
+    together = calibrate_scorers(checkpoint, scorers, [tiny_volume])
+    assert together == [calibrate(checkpoint, n, p, [tiny_volume]) for n, p in scorers]
+    assert together[1].pixel_quantiles is None  # kl rates slices only

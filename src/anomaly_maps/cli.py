@@ -237,7 +237,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .checkpoint import save_checkpoint
-    from .scoring.calibration import calibrate, with_calibration
+    from .scoring.calibration import calibrate_scorers, with_calibration
 
     scorers, checkpoint = _checkpoint_and_scorers(args)
     out = Path(args.out)
@@ -255,21 +255,21 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             if not label.exists():
                 raise AnomalyMapsError(f"{label}: missing voxel label for {scan}")
             labelled.append((load_volume(scan), load_volume(label).data))
-    for name, params in scorers:
-        with tqdm(total=len(healthy) + len(labelled), desc=name, unit="scan") as bar:
-            calibration = calibrate(
-                checkpoint, name, params, healthy, labelled=labelled, device=args.device,
-                batch_size=args.batch_size, seed=args.seed,
-                progress=lambda done, bar=bar: bar.update(done - bar.n),
-            )  # fmt: skip
+    with tqdm(total=len(healthy) + len(labelled), desc="calibrate", unit="scan") as bar:
+        calibrations = calibrate_scorers(
+            checkpoint, scorers, healthy, labelled=labelled, device=args.device,
+            batch_size=args.batch_size, seed=args.seed,
+            progress=lambda done: bar.update(done - bar.n),
+        )  # fmt: skip
+    for calibration in calibrations:
         checkpoint = with_calibration(checkpoint, calibration)
         pixel = calibration.pixel_quantiles is not None
         median, high = (calibration.quantile(q, pixel=pixel) for q in (0.5, 0.99))
         dice = "" if calibration.dice is None else (
             f", best Dice {calibration.dice:.3f} at {calibration.dice_threshold:.4g}"
         )  # fmt: skip
-        print(f"{name}: healthy {'map' if pixel else 'slice score'} median {median:.4g}, "
-              f"99th percentile {high:.4g}{dice}")  # fmt: skip
+        print(f"{calibration.scorer}: healthy {'map' if pixel else 'slice score'} median "
+              f"{median:.4g}, 99th percentile {high:.4g}{dice}")  # fmt: skip
     save_checkpoint(
         out, checkpoint.models, preprocessing=checkpoint.preprocessing,
         training=checkpoint.training, metrics=checkpoint.metrics, overwrite=args.overwrite,

@@ -512,7 +512,7 @@ def evaluate_checkpoint(
     """
     from .checkpoint import load_checkpoint
     from .scoring import get_scorer, score_volume
-    from .scoring.calibration import calibrate, find_calibration
+    from .scoring.calibration import calibrate_scorers, find_calibration
     from .scoring.postprocess import normalize_result
 
     names = [name for name, _ in scorers]
@@ -538,21 +538,22 @@ def evaluate_checkpoint(
     def scan(case: Case):
         return load_volume(benchmark / case.split / "toy" / case.case)
 
-    calibrations = {}
-    for name, params in scorers:
-        calibrations[name] = find_calibration(checkpoint, name, params)
-        if calibrations[name] is None:
-            healthy = [c for c in splits["val"] if c.label == 0]
-            if not healthy:
-                raise AnomalyMapsError(
-                    f"{checkpoint.path}: no calibration of {name!r} and no healthy "
-                    f"validation case in {benchmark} to compute one from"
-                )
-            log.info("calibrating %s on %d healthy validation cases", name, len(healthy))
-            calibrations[name] = calibrate(
-                checkpoint, name, params, (scan(c) for c in healthy), device=device,
-                batch_size=batch_size, seed=seed,
-            )  # fmt: skip
+    calibrations = {name: find_calibration(checkpoint, name, params) for name, params in scorers}
+    missing = [(name, params) for name, params in scorers if calibrations[name] is None]
+    if missing:
+        healthy = [c for c in splits["val"] if c.label == 0]
+        if not healthy:
+            raise AnomalyMapsError(
+                f"{checkpoint.path}: no calibration of {[n for n, _ in missing]} and no "
+                f"healthy validation case in {benchmark} to compute one from"
+            )
+        log.info("calibrating %d scorer(s) on %d healthy validation cases", len(missing),
+                 len(healthy))  # fmt: skip
+        computed = calibrate_scorers(
+            checkpoint, missing, (scan(c) for c in healthy), device=device,
+            batch_size=batch_size, seed=seed,
+        )  # fmt: skip
+        calibrations.update({c.scorer: c for c in computed})
 
     total, done = len(splits["val"]) + len(splits["test"]), 0
     for split, split_cases in splits.items():
