@@ -7,12 +7,22 @@ from pathlib import Path
 
 from .errors import AnomalyMapsError
 
-__all__ = ["MNI152_NOTICE", "SAMPLES", "sample_path"]
+__all__ = ["DERIVED_NOTICE", "MNI152_NOTICE", "SAMPLES", "sample_path"]
 
 SAMPLES: dict[str, tuple[str, str]] = {
     "brain": (
         "mni152_t1.nii.gz",
         "MNI ICBM152 2009a symmetric T1 template, brain-masked, 1 mm (via nilearn)",
+    ),
+    "demo_scan": (
+        "demo_scan.nii.gz",
+        "benchmark test case made from the template, with one synthetic anomaly",
+    ),
+    "demo_label": ("demo_label.nii.gz", "voxel label of the demo scan's anomaly"),
+    "vae": ("vae.safetensors", "small VAE (64x64 axial), calibrated, with benchmark metrics"),
+    "cevae": (
+        "cevae.safetensors",
+        "small ceVAE (64x64 axial), calibrated, with benchmark metrics",
     ),
 }
 """Sample key -> (file name in ``anomaly_maps/sample_data``, description)."""
@@ -45,6 +55,20 @@ References:
   cortical structure segmentation. IPMI 1999, LNCS 1613, 210-223.
 """
 """Licence notice of the MNI152 template, written beside the sample scan."""
+
+DERIVED_NOTICE = """
+Derived from it (the notice above applies to them too), by `anomaly-maps
+make-sample-data` (scripts/make_sample_data.sh runs every step):
+
+demo_scan.nii.gz, demo_label.nii.gz: one test case of a benchmark built from
+  mni152_t1.nii.gz by `anomaly-maps make-benchmark` (random rotation, zoom, shift and
+  elastic deformation, bias field, gamma, noise, one synthetic anomaly) and its voxel
+  label (the case is named at the end of this file).
+vae.safetensors, cevae.safetensors: models trained by `anomaly-maps train` on healthy
+  training volumes of that benchmark; each file's header records the training command,
+  data and seed, the calibration and the benchmark's test metrics.
+"""
+"""Appended to :data:`MNI152_NOTICE` when the demo files are bundled too."""
 
 
 def sample_path(key: str = "brain") -> Path:
