@@ -394,15 +394,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_make_sample_data(args: argparse.Namespace) -> int:
-    """Regenerate ``sample_data/`` from the anatomy that nilearn ships."""
+    """Regenerate ``sample_data/``: the template that nilearn ships and, from a benchmark
+    made from it, the demo case and the bundled models (calibrated, with test metrics)."""
     try:
         import nilearn.datasets
     except ImportError:
         raise AnomalyMapsError(
             "make-sample-data needs nilearn for the MNI template: pip install nilearn"
         ) from None
-    from .samples import MNI152_NOTICE, SAMPLES
+    from .samples import DERIVED_NOTICE, MNI152_NOTICE, SAMPLES
 
+    bundled = [k for k, (name, _) in SAMPLES.items() if name.endswith(".safetensors")]
+    models = dict(pair.partition("=")[::2] for pair in args.model)
+    unknown = [f"{k}={v}" for k, v in models.items() if k not in bundled or not v]
+    if unknown:
+        raise AnomalyMapsError(
+            f"--model {unknown[0]!r}: expected NAME=CHECKPOINT, NAME in {bundled}"
+        )
+    if (args.demo_case or models) and args.benchmark is None:
+        raise AnomalyMapsError(
+            "--demo-case and --model need --benchmark DIR (made by make-benchmark)"
+        )
+    if models and not args.scorer:
+        raise AnomalyMapsError("--model needs --scorer (the scorers to calibrate and evaluate)")
+    scorers = _scorer_params(args.scorer, args.param) if models else []
     out = Path(args.out)
     src = Path(nilearn.datasets.__file__).parent / "data"
     src = src / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
@@ -412,8 +427,37 @@ def cmd_make_sample_data(args: argparse.Namespace) -> int:
         raise AnomalyMapsError(f"{dst}: already exists; pass --overwrite to replace it")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
-    (out / "LICENSE-MNI152.txt").write_text(MNI152_NOTICE)
-    print(f"wrote {dst} (from nilearn {nilearn.__version__}: {src.name}) and its licence")
+    print(f"wrote {dst} (from nilearn {nilearn.__version__}: {src.name})")
+    notice = MNI152_NOTICE
+    if args.demo_case:
+        import textwrap
+
+        from .demo import bundle_demo_case
+
+        scan, label, about = bundle_demo_case(
+            args.benchmark, args.demo_case, out, overwrite=args.overwrite
+        )
+        notice += f"{DERIVED_NOTICE}\n{textwrap.fill(f'The demo case: {about}.', 88)}\n"
+        print(f"wrote {scan} and {label}: {about}")
+    elif any((out / name).exists() for key, (name, _) in SAMPLES.items() if key != "brain"):
+        notice += DERIVED_NOTICE
+    (out / "LICENSE-MNI152.txt").write_text(notice)
+    print(f"wrote {out / 'LICENSE-MNI152.txt'}")
+    if models:
+        from tqdm import tqdm
+
+        from .demo import bundle_model
+
+        command = " ".join(["anomaly-maps", *sys.argv[1:]])
+        for name, path in models.items():
+            with tqdm(desc=f"{name}: calibrate, evaluate", unit="volume") as bar:
+                written, evaluation = bundle_model(
+                    path, scorers, args.benchmark, out / SAMPLES[name][0], command=command,
+                    device=args.device, batch_size=args.batch_size, seed=args.seed,
+                    overwrite=args.overwrite, progress=_bar_progress(bar),
+                )  # fmt: skip
+            print(evaluation.to_markdown())
+            print(f"wrote {written}")
     return 0
 
 
@@ -492,6 +536,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             evaluation.write(args.out, overwrite=args.overwrite)
     print(evaluation.to_markdown())
     print(f"wrote {', '.join(OUTPUT_FILES)} to {args.out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The demo scan scored by a bundled model: in napari, or (--headless) written to --out."""
+    params = _scorer_params([args.scorer], args.param)[0][1] if args.param else None
+    if args.headless != (args.out is not None):
+        raise AnomalyMapsError("--headless needs --out DIR, and --out is only for --headless")
+    options = {"model": args.model, "scorer": args.scorer, "params": params, "device": args.device}
+    if not args.headless:
+        import napari
+
+        from .napari._demo import open_demo
+
+        open_demo(**options)
+        napari.run()
+        return 0
+    from tqdm import tqdm
+
+    from .demo import run_demo
+
+    with tqdm(desc="demo", unit="slice") as bar:
+        result = run_demo(
+            args.out, **options, batch_size=args.batch_size, seed=args.seed,
+            overwrite=args.overwrite, progress=_bar_progress(bar),
+        )  # fmt: skip
+    print(
+        f"{args.model} + {result.scorer} {result.params}: volume score "
+        f"{result.volume_score:.4g}; mask at {result.threshold:.4g} ({result.threshold_source}): "
+        f"Dice {result.dice:.3f} against the demo label"
+    )
+    for path in result.files.values():
+        print(f"  wrote {path}")
     return 0
 
 
@@ -644,8 +721,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-amp", action="store_true")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("make-sample-data", help="regenerate the bundled sample files")
+    p = sub.add_parser(
+        "make-sample-data",
+        help="regenerate the bundled sample files (scripts/make_sample_data.sh: all steps)",
+    )
     p.add_argument("--out", default="sample_data", metavar="DIR")
+    p.add_argument("--benchmark", metavar="DIR",
+                   help="benchmark made from the template (for --demo-case, --model)")  # fmt: skip
+    p.add_argument("--demo-case", metavar="NAME",
+                   help="test case with an anomaly: the demo scan and label")  # fmt: skip
+    p.add_argument("--model", action="append", default=[], metavar="NAME=CKPT",
+                   help="trained checkpoint to calibrate on the benchmark's val split, "
+                   "evaluate on its test split and bundle as NAME (vae, cevae)")  # fmt: skip
+    p.add_argument("--scorer", action="append", default=[], metavar="NAME",
+                   help="scorer to calibrate and evaluate (repeat for several)")  # fmt: skip
+    p.add_argument("--param", action="append", default=[], metavar="[SCORER:]KEY=VALUE")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_make_sample_data)
 
@@ -696,6 +789,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="report (and predictions)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "demo",
+        help="open napari on the bundled demo scan with a bundled model's anomaly map "
+        "(--headless --out DIR: write map, mask, score and a PNG instead)",
+    )
+    p.add_argument("--headless", action="store_true", help="no window: write files to --out")
+    p.add_argument("--out", metavar="DIR", help="output folder of --headless")
+    p.add_argument("--model", choices=("vae", "cevae"), default="vae", help="bundled model")
+    p.add_argument("--scorer", default="rec", metavar="NAME", help="a map scorer")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="scorer parameter (default: as calibrated in the model)")  # fmt: skip
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
