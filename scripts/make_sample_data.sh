@@ -1,0 +1,24 @@
+#!/bin/bash
+# Regenerate every file in src/anomaly_maps/sample_data/ with the project's own commands:
+# the MNI152 template (from nilearn), the benchmark the demo case and the models come
+# from, the two small models, and their calibration + benchmark metrics (in each card).
+# About 40 minutes on 2 CPU cores. Usage: bash scripts/make_sample_data.sh [WORK_DIR]
+set -euo pipefail
+WORK=${1:-sample_runs}
+BENCH=$WORK/bench128
+OUT=src/anomaly_maps/sample_data
+TRAIN=(--data "$BENCH/train/000[01]*.nii.gz" --epochs 6 --batch-size 32 --lr 1e-3 --seed 0)
+SMALL=('widths=[16,32,64,128]' latent_dim=128 likelihood_scale=0.1)
+mkdir -p "$WORK"
+
+anomaly-maps make-sample-data --out "$OUT" --overwrite  # the template the benchmark needs
+[ -f "$BENCH/cases.csv" ] || anomaly-maps make-benchmark --out "$BENCH" \
+  --n-train 30 --n-val 10 --n-test 30 --seed 0 --shape 128
+anomaly-maps train --model vae --preset zimmerer2019 --set "${SMALL[@]}" \
+  --out "$WORK/vae.safetensors" "${TRAIN[@]}" --overwrite
+anomaly-maps train --model cevae --preset mood2020 --size 64 --set "${SMALL[@]}" \
+  --out "$WORK/cevae.safetensors" "${TRAIN[@]}" --overwrite
+anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$BENCH" \
+  --demo-case 00013 --model vae="$WORK/vae.safetensors" --model cevae="$WORK/cevae.safetensors" \
+  --scorer rec --param rec:sigma=2 --scorer cevae_combined
+du -sh "$OUT"
