@@ -21,10 +21,10 @@ timed train-cevae anomaly-maps train --model cevae --preset mood2020 --size 64 \
     --out "$W/cevae64.safetensors" --epochs 6 "${TRAIN[@]}"
 timed train-vqvae anomaly-maps train --model vqvae --preset marimont2021 --size 64 \
     --set 'widths=[32,64,128,128]' res_blocks=2 code_dim=64 num_codes=128 \
-    --out "$W/vqvae64.safetensors" --epochs 5 "${TRAIN[@]}"
+    --out "$W/vqvae64.safetensors" --epochs 3 "${TRAIN[@]}"
 timed train-prior anomaly-maps train --model prior --preset marimont2021 \
     --vqvae "$W/vqvae64.safetensors" --set width=128 depth=4 heads=4 \
-    --out "$W/vqprior64.safetensors" --epochs 8 "${TRAIN[@]}"
+    --out "$W/vqprior64.safetensors" --epochs 5 "${TRAIN[@]}"
 
 EVAL=(--benchmark "$B" --batch-size 64 --overwrite)
 timed eval-vae-fast anomaly-maps evaluate --checkpoint "$W/vae64.safetensors" \
