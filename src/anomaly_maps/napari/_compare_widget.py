@@ -43,6 +43,8 @@ __all__ = ["CompareWidget"]
 
 _PREFIX = "compare"
 _COLUMNS = ("map", "AUROC", "AP", "best Dice", "Dice", "flagged ml")
+_UNUSUAL = {"volume": 1.0, "model": 1.0, "mood": 0.5}
+"""Where each normalisation puts a 99th percentile: the first shared threshold."""
 
 
 class CompareWidget(QWidget):
@@ -212,7 +214,8 @@ class CompareWidget(QWidget):
                                 max(o.index.range[1] for o in self.overlays))  # fmt: skip
         self.threshold.setEnabled(True)
         self.stop_button.setEnabled(True)
-        self.set_threshold(1.0 if method != "none" else self.overlays[0].index.value(99))
+        first = _UNUSUAL[method] if method in _UNUSUAL else self.overlays[0].index.value(99)
+        self.set_threshold(first)
         self.threshold.setValue(self.overlays[0].threshold)
 
     def _arrange(self, per_cell: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from napari.layers import Image, Labels
 from napari.utils.colormaps import DirectLabelColormap
 
 from ..io import Volume
@@ -20,7 +21,7 @@ from ._threshold import ThresholdIndex
 
 if TYPE_CHECKING:
     import napari
-    from napari.layers import Image, Labels, Layer
+    from napari.layers import Layer
 
 __all__ = [
     "MAP_KEY",
@@ -107,14 +108,18 @@ def add_or_update(
     """Add an Image/Labels layer placed like ``source``, or refill the one called ``name``.
 
     Refilling keeps what the user changed on the layer (colormap, opacity, ...) and
-    only replaces its data and record.
+    only replaces its data and record. Layers are compared with ``isinstance`` and
+    ``==``, never ``type``/``is``: a plugin's viewer hands out proxies of them.
     """
     metadata = {k: source.metadata[k] for k in _GEOMETRY_KEYS if k in source.metadata}
     if info is not None:
         metadata[MAP_KEY] = info
     if name in viewer.layers:
         layer = viewer.layers[name]
-        if type(layer).__name__.lower() == kind and layer.data.shape == data.shape:
+        if (
+            isinstance(layer, Image if kind == "image" else Labels)
+            and layer.data.shape == data.shape
+        ):
             layer.metadata = metadata
             layer.data = data
             return layer

@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..device import available_devices, resolve_device
 from ..errors import AnomalyMapsError
+from ..scoring.calibration import Calibration
 from ._state import viewer_state
 
 if TYPE_CHECKING:
@@ -52,6 +53,12 @@ def _model_summary(kind: str, config: Any) -> str:
     return f"{kind} ({what} {latent})" if latent else kind
 
 
+def _calibration_summary(calibration: Calibration) -> str:
+    dice = calibration.dice
+    best = "" if dice is None else f", best Dice {dice:.3f} at {calibration.dice_threshold:.4g}"
+    return f"{calibration.scorer} on {calibration.n_volumes} healthy volume(s){best}"
+
+
 def checkpoint_card(checkpoint: Checkpoint) -> str:
     """HTML summary of a checkpoint: what it is, what it saw, how well it did."""
     pre = checkpoint.preprocessing
@@ -72,8 +79,11 @@ def checkpoint_card(checkpoint: Checkpoint) -> str:
     ]
     if "val_loss" in losses:
         rows.append(("final val loss", f"{losses['val_loss']:.4g}"))
-    metrics = _flat("", checkpoint.metrics) if checkpoint.metrics else []
-    rows += metrics[:12] or [("metrics", "none reported")]
+    metrics = {k: v for k, v in checkpoint.metrics.items() if k != "calibration"}
+    rows += _flat("", metrics)[:12] or [("metrics", "none reported")]
+    calibrations = [Calibration.from_dict(c) for c in checkpoint.metrics.get("calibration", [])]
+    if calibrations:
+        rows.append(("calibrated", "; ".join(_calibration_summary(c) for c in calibrations)))
     rows.append(("written by", f"anomaly-maps {checkpoint.project_version}"))
     body = "".join(
         f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(v)}</td></tr>" for k, v in rows

@@ -130,27 +130,26 @@ class ThresholdWidget(QWidget):
         """Refresh the map and label lists (napari calls this when layers change)."""
         self.map.reset_choices()
         self.truth.reset_choices()
-        if self.overlay is not None and self.overlay.map_layer is not self.map.value:
+        if self.overlay is not None and self.overlay.map_layer != self.map.value:
             self._map_changed()
 
     def _follow_selection(self, event: Any) -> None:
         layer = event.value
-        if isinstance(layer, Image) and layer is not self.map.value and map_info(layer):
+        if isinstance(layer, Image) and layer != self.map.value and map_info(layer):
             self.map.value = layer
 
     # ------------------------------------------------------------------ map
 
     def _map_changed(self, _value: Any = None) -> None:
         layer = self.map.value
+        self.overlay = None  # adding the new mask resets the choices: no rebuild from there
         if layer is None or layer not in self.viewer.layers:
-            self.overlay = None
             self.flagged.setText("Score a volume (Anomaly scoring widget) to threshold its map.")
             self._enable(False)
             return
         try:
             self.overlay = MaskOverlay(self.viewer, layer)
         except ValueError as err:  # an all-zero map
-            self.overlay = None
             self.flagged.setText(f"{layer.name}: {err}")
             self._enable(False)
             return
