@@ -66,7 +66,12 @@ def test_model_and_mood_use_the_healthy_statistics():
     np.testing.assert_allclose(normalize_map(values, "model", calibration=cal),
                                [0.0, 1.0, 2.0, -500 / 490], rtol=1e-5, atol=1e-6)  # fmt: skip
     mood = normalize_map(values, "mood", calibration=cal)
-    np.testing.assert_allclose(mood, [0.0, 0.5, 2 / 3, 0.0], rtol=1e-5, atol=1e-6)
+    below = 0.5 / (1 + 500 / 490)
+    np.testing.assert_allclose(mood, [0.5, 0.75, 0.5 + 0.5 * 2 / 3, below], rtol=1e-5)
+    # Every brain voxel stays above the background's 0, however low its value.
+    brain = np.array([-1e6, 0.0], np.float32)
+    low = normalize_map(brain, "mood", foreground=np.array([True, False]), calibration=cal)
+    assert low[0] > 0 and low[1] == 0
     strong = normalize_map(np.array([1e4, 1e5], np.float32), "mood", calibration=cal)
     assert np.all(strong < 1) and strong[0] < strong[1]  # no saturation into ties
 
@@ -113,7 +118,8 @@ def test_calibration_quantiles_and_fpr_threshold(checkpoint, tiny_volume):
     assert np.quantile(model.map[r.foreground], 0.99) == pytest.approx(1.0, abs=5e-3)
     assert np.median(model.slice_scores[r.scored]) == pytest.approx(0.0, abs=5e-3)
     mood = normalize_result(r, "mood", cal)
-    assert mood.map.min() >= 0 and mood.map.max() < 1 and 0 <= mood.volume_score < 1
+    assert mood.map.min() >= 0 and mood.map.max() < 1 and 0 < mood.volume_score < 1
+    assert np.all(mood.map[r.foreground] > 0)
     with pytest.raises(ParameterError):
         cal.threshold_for_fpr(0.0)
     with pytest.raises(ScorerError, match="no pixel calibration"):

@@ -487,7 +487,7 @@ def evaluate_checkpoint(
     predictions, evaluate them (test, Dice threshold from val) and write the report.
 
     Maps and volume scores are normalised with the ``mood`` method of
-    :mod:`~anomaly_maps.scoring.postprocess` (into [0, 1), 0.5 at the healthy 99th
+    :mod:`~anomaly_maps.scoring.postprocess` (into (0, 1), 0.75 at the healthy 99th
     percentile), as MOOD's evaluator needs. The healthy statistics are the checkpoint's
     calibration of each scorer if it holds one, else they are computed here on the
     benchmark's healthy validation cases (the checkpoint file is left unchanged).

@@ -98,7 +98,7 @@ def test_automatic_thresholds_come_from_the_calibration(scored):
     assert widget.value.value() == pytest.approx(calibration.threshold_for_fpr(0.05), abs=1e-4)
 
 
-@pytest.mark.parametrize(("method", "first"), [("model", 1.0), ("mood", 0.5)])
+@pytest.mark.parametrize(("method", "first"), [("model", 1.0), ("mood", 0.75)])
 def test_compare_normalises_with_the_calibration(scored, method, first):
     viewer, dock = scored
     compare = dock("Compare anomaly maps")

@@ -43,7 +43,7 @@ __all__ = ["CompareWidget"]
 
 _PREFIX = "compare"
 _COLUMNS = ("map", "AUROC", "AP", "best Dice", "Dice", "flagged ml")
-_UNUSUAL = {"volume": 1.0, "model": 1.0, "mood": 0.5}
+_UNUSUAL = {"volume": 1.0, "model": 1.0, "mood": 0.75}
 """Where each normalisation puts a 99th percentile: the first shared threshold."""
 
 

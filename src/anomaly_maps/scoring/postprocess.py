@@ -15,13 +15,18 @@ volume    ``(v - q50) / (q99 - q50)`` with quantiles of *this* volume's
 model     the same with quantiles of *healthy* volumes stored in the checkpoint
           (:mod:`.calibration`): 1 = the healthy 99th percentile, so a threshold
           of 1 flags 1 % of healthy tissue
-mood      ``max(m, 0) / (1 + max(m, 0))`` of the ``model`` value ``m``: in
-          [0, 1) as the MOOD evaluator expects (it clips to [0, 1] and reads
-          float16; seed 002, section 3), with 0.5 at the healthy 99th percentile and no
-          saturation (no ties) among strong anomalies
+mood      the ``model`` value ``m`` mapped monotonically into (0, 1):
+          ``0.5 + 0.5 m / (1 + m)`` for ``m >= 0``, ``0.5 / (1 - m)`` below, as
+          the MOOD evaluator expects (it clips to [0, 1] and reads float16; seed
+          002, section 3): 0.5 = the healthy median, 0.75 = the healthy 99th
+          percentile, no saturation into float16 ties below ``m`` ~ 1000, and
+          every scored voxel above the background's 0
 ========= ===================================================================
 
 Background voxels (outside the foreground the model scored) are 0 after every method.
+For ``mood`` that keeps the background below every brain voxel (pooled-voxel metrics
+over whole volumes, as MOOD computes them, need it); for ``volume`` and ``model``, 0 is
+"typical tissue", so below-median brain voxels rank under the background there.
 Smoothing is a scorer parameter (``sigma``) because it belongs on the slice grid the
 model sees; foreground masking happens in :func:`~anomaly_maps.scoring.score_volume`.
 """
@@ -43,7 +48,7 @@ NORMALIZATIONS: dict[str, str] = {
     "none": "raw scorer units",
     "volume": "0 = this volume's median, 1 = its 99th percentile (foreground)",
     "model": "0 = healthy median, 1 = healthy 99th percentile (calibration in the model)",
-    "mood": "model-normalised, squashed into [0, 1) for MOOD submissions",
+    "mood": "model-normalised, mapped into (0, 1) for MOOD: 0.75 = healthy 99th percentile",
 }
 
 _LOW, _HIGH = 0.5, 0.99
@@ -54,8 +59,11 @@ def _scale(values: np.ndarray, low: float, high: float) -> np.ndarray:
 
 
 def _squash(values: np.ndarray) -> np.ndarray:
+    """Monotone map of the real line onto (0, 1), 0 -> 0.5, 1 -> 0.75 (see ``mood``)."""
+    values = np.asarray(values, np.float64)
     positive = np.maximum(values, 0)
-    return positive / (1 + positive)
+    return np.where(values >= 0, 0.5 + 0.5 * positive / (1 + positive),
+                    0.5 / (1 - np.minimum(values, 0)))  # fmt: skip
 
 
 def _check(method: str, calibration: Calibration | None) -> None:
