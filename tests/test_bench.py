@@ -34,7 +34,7 @@ def test_bench_score_compares_with_the_reference(capsys, monkeypatch):
     assert calls == [(8, None, False), (12, 4, False), (8, None, True), (12, 4, True)]
     assert main(["bench", "score", "--scorers", "kl", "--side", "8", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "per-slice s" in out
+    assert "reference s" in out
     assert out.splitlines()[-1].startswith("kl ")
 
 

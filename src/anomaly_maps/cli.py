@@ -363,9 +363,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         scorers = _scorer_params(names, args.param)
         print(
             f"scoring one {args.side}^3 volume on {device} (torch {torch.__version__}): "
-            f"batches of {args.batch_size} slices vs. one slice per call, same run"
+            f"batches of {args.batch_size} slices vs. the per-slice, per-sample reference, same run"
         )
-        print(f"{'scorer':20} {'models':12} {'batched s':>10} {'per-slice s':>12} {'ratio':>6}")
+        print(f"{'scorer':20} {'models':12} {'batched s':>10} {'reference s':>12} {'ratio':>6}")
         for row in bench_score(scorers, device=device, side=args.side, batch_size=args.batch_size):
             print(
                 f"{row.scorer:20} {row.models:12} {row.batched_seconds:10.2f} "
@@ -710,7 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure speed on this machine")
     p.add_argument("what", choices=("train", "score"),
                    help="train: training throughput per model; score: seconds per volume "
-                   "per scorer, batched vs. a per-slice loop")  # fmt: skip
+                   "per scorer, batched vs. its per-slice, per-sample reference")  # fmt: skip
     p.add_argument("--device", default="auto")
     p.add_argument("--models", default=None, help="train: comma-separated kinds (default all)")
     p.add_argument("--scorers", default=None, help="score: comma-separated (default all)")
