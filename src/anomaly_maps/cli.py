@@ -363,7 +363,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         scorers = _scorer_params(names, args.param)
         print(
             f"scoring one {args.side}^3 volume on {device} (torch {torch.__version__}): "
-            f"batches of {args.batch_size} slices vs. the per-slice, per-sample reference, same run"
+            f"batches of {args.batch_size} slices vs. the per-slice, per-sample reference"
         )
         print(f"{'scorer':20} {'models':12} {'batched s':>10} {'reference s':>12} {'ratio':>6}")
         for row in bench_score(scorers, device=device, side=args.side, batch_size=args.batch_size):
