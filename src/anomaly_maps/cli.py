@@ -35,6 +35,13 @@ def _add_volume_index(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """``--device``, ``--batch-size``, ``--seed``: how every scoring command runs."""
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--batch-size", type=int, default=32, help="slices per model call")
+    parser.add_argument("--seed", type=int, default=0, help="seeds every random draw")
+
+
 def _stem(path: Path) -> str:
     return path.name[: -len(full_suffix(path))] if full_suffix(path) else path.name
 
@@ -663,9 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="scorer parameter, e.g. n_smooth=16",
     )
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
+    _add_run_options(p)
     p.add_argument(
         "--normalize",
         choices=list(NORMALIZATIONS),
@@ -701,9 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, metavar="CKPT",
                    help="checkpoint to write (the input's models plus calibration)")  # fmt: skip
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
+    _add_run_options(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_calibrate)
 
@@ -736,9 +739,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scorer", action="append", default=[], metavar="NAME",
                    help="scorer to calibrate and evaluate (repeat for several)")  # fmt: skip
     p.add_argument("--param", action="append", default=[], metavar="[SCORER:]KEY=VALUE")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
+    _add_run_options(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_make_sample_data)
 
@@ -783,9 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="[SCORER:]KEY=VALUE")
     p.add_argument("--benchmark", metavar="DIR", help="folder made by make-benchmark")
     p.add_argument("--volume-score", choices=list(VOLUME_SCORES), default="slice_mean")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
+    _add_run_options(p)
     p.add_argument("--out", required=True, metavar="DIR", help="report (and predictions)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_evaluate)
@@ -801,9 +800,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scorer", default="rec", metavar="NAME", help="a map scorer")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="scorer parameter (default: as calibrated in the model)")  # fmt: skip
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
+    _add_run_options(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_demo)
     return parser
