@@ -63,7 +63,10 @@ def build_demo(
     """
     scan, label = viewer.open_sample(PLUGIN, "demo")
     label.contour = 1  # an outline: the map stays visible inside the lesion
-    widgets = {name: viewer.window.add_plugin_dock_widget(PLUGIN, name)[1] for name in WIDGETS}
+    widgets = {  # compare shares a tab with threshold: the canvas keeps its room
+        name: viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=name == WIDGETS[-1])[1]
+        for name in WIDGETS
+    }
     model_widget, score = widgets["Anomaly model"], widgets["Anomaly scoring"]
     checkpoint = model_widget.load(sample_path(model))
     if checkpoint is None:
