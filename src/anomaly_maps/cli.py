@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._fileio import full_suffix
+from ._fileio import atomic_path, full_suffix
 from .errors import AnomalyMapsError
 from .io import load_volume, save_volume
 
@@ -349,8 +349,6 @@ def _score_outputs(out: Path, scan: Path, scorer: str) -> tuple[Path, Path, Path
 
 
 def _write_text(path: Path, text: str, overwrite: bool) -> None:
-    from ._fileio import atomic_path
-
     with atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_text(text)
 
@@ -432,8 +430,8 @@ def cmd_make_sample_data(args: argparse.Namespace) -> int:
     dst = out / SAMPLES["brain"][0]
     if dst.exists() and not args.overwrite:
         raise AnomalyMapsError(f"{dst}: already exists; pass --overwrite to replace it")
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)
+    with atomic_path(dst, overwrite=args.overwrite) as tmp:  # readers never see half a file
+        shutil.copyfile(src, tmp)
     print(f"wrote {dst} (from nilearn {nilearn.__version__}: {src.name})")
     notice = MNI152_NOTICE
     if args.demo_case:
@@ -448,7 +446,7 @@ def cmd_make_sample_data(args: argparse.Namespace) -> int:
         print(f"wrote {scan} and {label}: {about}")
     elif any((out / name).exists() for key, (name, _) in SAMPLES.items() if key != "brain"):
         notice += DERIVED_NOTICE
-    (out / "LICENSE-MNI152.txt").write_text(notice)
+    _write_text(out / "LICENSE-MNI152.txt", notice, overwrite=True)  # follows the files
     print(f"wrote {out / 'LICENSE-MNI152.txt'}")
     if models:
         from tqdm import tqdm
