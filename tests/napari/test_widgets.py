@@ -9,7 +9,7 @@ from qtpy.QtCore import Qt
 from anomaly_maps.checkpoint import load_checkpoint
 from anomaly_maps.io import load_volume
 from anomaly_maps.metrics import dice_at, roc_auc
-from anomaly_maps.napari._compare_widget import CompareWidget
+from anomaly_maps.napari._compare_widget import CompareWidget, grid_of
 from anomaly_maps.napari._layers import displayed_plane, show_plane
 from anomaly_maps.napari._model_widget import ModelWidget
 from anomaly_maps.napari._score_widget import ScoreWidget, param_widget, write_slice_scores
@@ -231,8 +231,8 @@ def test_compare_two_scorers_in_a_grid(viewer, widgets, qtbot, scored):
     compare.select_maps(["tiny_head rec", "tiny_head rec_grad"])
     compare.truth.value = viewer.layers["lesion"]
     compare.compare()
-    assert viewer.grid.enabled and viewer.grid.stride == 3
-    assert viewer.grid.actual_shape(viewer.layers) in ((1, 2), (2, 1))
+    assert grid_of(viewer).enabled and grid_of(viewer).stride == 3
+    assert grid_of(viewer).actual_shape(viewer.layers) in ((1, 2), (2, 1))
     heats = [layer for layer in viewer.layers if layer.name.endswith("(volume)")]
     assert len(heats) == 2
     for heat in heats:  # volume normalisation: brain median 0, 99th percentile 1
@@ -254,7 +254,7 @@ def test_compare_two_scorers_in_a_grid(viewer, widgets, qtbot, scored):
         assert half.std() > 5  # each cell shows a scan with its map
 
     compare.stop()
-    assert not viewer.grid.enabled and not any(
+    assert not grid_of(viewer).enabled and not any(
         layer.name.startswith("compare ") for layer in viewer.layers
     )
     assert viewer.layers["tiny_head"].visible

@@ -43,6 +43,15 @@ __all__ = ["CompareWidget"]
 
 _PREFIX = "compare"
 _COLUMNS = ("map", "AUROC", "AP", "best Dice", "Dice", "flagged ml")
+
+
+def grid_of(viewer: Any) -> Any:
+    """The viewer's grid settings: ``viewer.canvas.grid`` from napari 0.9 on (where
+    ``viewer.grid`` is deprecated), ``viewer.grid`` before."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if hasattr(canvas, "grid") else viewer.grid
+
+
 _UNUSUAL = {"volume": 1.0, "model": 1.0, "mood": 0.75}
 """Where each normalisation puts a 99th percentile: the first shared threshold."""
 
@@ -222,8 +231,8 @@ class CompareWidget(QWidget):
         """Compare layers first, ``per_cell`` to a grid cell, everything else hidden."""
         layers = self.viewer.layers
         layers.move_multiple([layers.index(layer) for layer in self._layers], 0)
-        self.viewer.grid.stride = per_cell
-        self.viewer.grid.enabled = True
+        grid_of(self.viewer).stride = per_cell
+        grid_of(self.viewer).enabled = True
         self.viewer.reset_view()
 
     def stop(self) -> None:
@@ -235,8 +244,8 @@ class CompareWidget(QWidget):
             if layer in self.viewer.layers:
                 layer.visible = True
         self._layers, self._hidden, self.overlays, self.stats = [], [], [], []
-        self.viewer.grid.enabled = False
-        self.viewer.grid.stride = 1
+        grid_of(self.viewer).enabled = False
+        grid_of(self.viewer).stride = 1
         self.threshold.setEnabled(False)
         self.stop_button.setEnabled(False)
         self.table.hide()
