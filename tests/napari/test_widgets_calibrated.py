@@ -80,6 +80,9 @@ def test_automatic_thresholds_come_from_the_calibration(scored):
     widget.map.value = rec  # switching maps through napari's proxies (once recursed forever)
     assert widget.overlay.map_layer == rec
     assert [layer.name for layer in viewer.layers].count("tiny_head rec mask") == 1
+    # The previous map's mask is kept but hidden; the selected map's mask shows.
+    assert not viewer.layers["tiny_head kl_grad mask"].visible
+    assert viewer.layers["tiny_head rec mask"].visible
     calibration = _calibration(rec)
     assert calibration.dice_threshold is not None
     assert widget.dice_button.isEnabled() and widget.fpr_button.isEnabled()

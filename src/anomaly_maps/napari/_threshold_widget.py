@@ -142,7 +142,7 @@ class ThresholdWidget(QWidget):
 
     def _map_changed(self, _value: Any = None) -> None:
         layer = self.map.value
-        self.overlay = None  # adding the new mask resets the choices: no rebuild from there
+        previous, self.overlay = self.overlay, None  # adding the new mask resets the choices
         if layer is None or layer not in self.viewer.layers:
             self.flagged.setText("Score a volume (Anomaly scoring widget) to threshold its map.")
             self._enable(False)
@@ -153,6 +153,9 @@ class ThresholdWidget(QWidget):
             self.flagged.setText(f"{layer.name}: {err}")
             self._enable(False)
             return
+        if previous is not None and previous.layer != self.overlay.layer:
+            previous.layer.visible = False  # one mask on screen: the selected map's (kept)
+        self.overlay.layer.visible = True
         self.viewer.layers.selection.active = layer
         self._style_changed()
         lo, hi = self.overlay.index.range
