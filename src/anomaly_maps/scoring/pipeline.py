@@ -81,6 +81,12 @@ VOLUME_SCORES: dict[str, str] = {
 }
 
 
+def check_volume_score(aggregate: str) -> None:
+    """Raise ``ParameterError`` unless ``aggregate`` is one of :data:`VOLUME_SCORES`."""
+    if aggregate not in VOLUME_SCORES:
+        raise ParameterError(f"volume score {aggregate!r}: expected one of {list(VOLUME_SCORES)}")
+
+
 def volume_score_of(
     aggregate: str, slice_scores: np.ndarray, volume_map: np.ndarray | None, foreground: np.ndarray
 ) -> float:
@@ -88,8 +94,7 @@ def volume_score_of(
 
     ``slice_scores`` are those of the scored slices only; map aggregates need a map.
     """
-    if aggregate not in VOLUME_SCORES:
-        raise ParameterError(f"volume score {aggregate!r}: expected one of {list(VOLUME_SCORES)}")
+    check_volume_score(aggregate)
     if aggregate.startswith("map_"):
         if volume_map is None:
             raise ParameterError(
@@ -178,10 +183,7 @@ def score_volume(
     list of VolumeScore
         One per scorer, in order.
     """
-    if volume_score not in VOLUME_SCORES:
-        raise ParameterError(
-            f"volume score {volume_score!r}: expected one of {list(VOLUME_SCORES)}"
-        )
+    check_volume_score(volume_score)  # before any work
     infos: list[tuple[ScorerInfo, dict[str, Any]]] = []
     for name, params in scorers:
         info = get_scorer(name)

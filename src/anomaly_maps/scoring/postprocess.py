@@ -58,6 +58,25 @@ def _scale(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return (values - low) / max(high - low, np.finfo(np.float32).eps * max(1.0, abs(high)))
 
 
+def _bounds(values: np.ndarray) -> tuple[float, float]:
+    """This set's own (median, 99th percentile): the ``volume`` method's statistics."""
+    if values.size == 0:
+        return 0.0, 1.0
+    low, high = np.quantile(values, (_LOW, _HIGH))
+    return float(low), float(high)
+
+
+def _healthy_bounds(calibration: Calibration, *, pixel: bool) -> tuple[float, float]:
+    """The healthy (median, 99th percentile) of a calibration: ``model`` and ``mood``."""
+    return calibration.quantile(_LOW, pixel=pixel), calibration.quantile(_HIGH, pixel=pixel)
+
+
+def _apply(values: np.ndarray, bounds: tuple[float, float], method: str) -> np.ndarray:
+    """Scale to 0 at ``bounds[0]`` and 1 at ``bounds[1]``; ``mood`` then squashes."""
+    out = _scale(values, *bounds)
+    return _squash(out) if method == "mood" else out
+
+
 def _squash(values: np.ndarray) -> np.ndarray:
     """Monotone map of the real line onto (0, 1), 0 -> 0.5, 1 -> 0.75 (see ``mood``)."""
     values = np.asarray(values, np.float64)
@@ -111,14 +130,10 @@ def normalize_map(
     if method == "none":
         return np.where(mask, values, np.float32(0))
     if method == "volume":
-        inside = values[mask]
-        low, high = np.quantile(inside, (_LOW, _HIGH)) if inside.size else (0.0, 1.0)
+        bounds = _bounds(values[mask])
     else:
-        low, high = calibration.quantile(_LOW), calibration.quantile(_HIGH)
-    out = _scale(values, float(low), float(high))
-    if method == "mood":
-        out = _squash(out)
-    return np.where(mask, out, 0).astype(np.float32)
+        bounds = _healthy_bounds(calibration, pixel=True)
+    return np.where(mask, _apply(values, bounds, method), 0).astype(np.float32)
 
 
 def normalize_result(
@@ -144,19 +159,16 @@ def normalize_result(
     scored = result.scored
     raw = result.slice_scores
     if method == "volume":
-        inside = raw[scored]
-        low, high = np.quantile(inside, (_LOW, _HIGH)) if inside.size else (0.0, 1.0)
+        bounds = _bounds(raw[scored])
         volume_score = result.volume_score
     else:
-        low, high = (calibration.quantile(q, pixel=False) for q in (_LOW, _HIGH))
+        bounds = _healthy_bounds(calibration, pixel=False)
         on_map = result.aggregate.startswith("map_")
-        v_low, v_high = (calibration.quantile(q, pixel=on_map) for q in (_LOW, _HIGH))
-        volume_score = float(_scale(np.float64(result.volume_score), v_low, v_high))
-        if method == "mood":
-            volume_score = float(_squash(np.float64(volume_score)))
-    slices = _scale(raw.astype(np.float64), float(low), float(high))
-    if method == "mood":
-        slices = _squash(slices)
+        volume_score = float(
+            _apply(np.float64(result.volume_score), _healthy_bounds(calibration, pixel=on_map),
+                   method)
+        )  # fmt: skip
+    slices = _apply(raw.astype(np.float64), bounds, method)
     return replace(
         result,
         map=volume_map,
