@@ -185,3 +185,37 @@ def test_checkpoint_on_a_tiny_benchmark(tiny_checkpoint, tmp_path):
     assert all((tmp_path / "out" / name).is_file() for name in OUTPUT_FILES)
     with pytest.raises(AnomalyMapsError, match="already exists"):
         evaluate_checkpoint(tiny_checkpoint, [("rec", {})], bench, tmp_path / "out")
+
+
+def test_uncalibrated_checkpoint_scores_each_case_once(tiny_checkpoint, tmp_path, monkeypatch):
+    """Calibrating on the healthy val cases reuses their results: one pass per case, and
+    the same predictions as with that calibration stored in the checkpoint beforehand."""
+    import anomaly_maps.scoring as scoring
+    from anomaly_maps.benchmark import read_cases
+    from anomaly_maps.checkpoint import load_checkpoint
+    from anomaly_maps.io import load_volume
+    from anomaly_maps.scoring.calibration import calibrate, with_calibration
+
+    bench = make_benchmark(tmp_path / "bench", n_train=0, n_val=3, n_test=2, seed=1, shape=16)
+    calls = []
+    real = scoring.score_volume
+    monkeypatch.setattr(scoring, "score_volume", lambda *a, **k: calls.append(1) or real(*a, **k))
+    evaluate_checkpoint(tiny_checkpoint, [("rec", {})], bench, tmp_path / "once", device="cpu")
+    assert len(calls) == 5
+
+    healthy = [
+        load_volume(bench / "val/toy" / c.case)
+        for c in read_cases(bench)
+        if c.split == "val" and c.label == 0
+    ]
+    assert healthy
+    model = load_checkpoint(tiny_checkpoint, device="cpu")
+    calibrated = with_calibration(model, calibrate(model, "rec", {}, healthy))
+    evaluate_checkpoint(calibrated, [("rec", {})], bench, tmp_path / "given", device="cpu")
+    for split in ("val", "test"):
+        for once in sorted((tmp_path / "once/predictions" / split / "rec").iterdir()):
+            given = tmp_path / "given/predictions" / split / "rec" / once.name
+            if once.suffix == ".txt":
+                assert once.read_text() == given.read_text()
+            else:
+                np.testing.assert_array_equal(nib.load(once).dataobj, nib.load(given).dataobj)

@@ -13,6 +13,7 @@ from anomaly_maps.scoring.calibration import (
     Calibration,
     calibrate,
     calibrate_scorers,
+    calibrations_from_results,
     find_calibration,
     with_calibration,
 )
@@ -170,3 +171,12 @@ def test_calibrating_scorers_together_equals_one_by_one(checkpoint, tiny_volume)
     together = calibrate_scorers(checkpoint, scorers, [tiny_volume])
     assert together == [calibrate(checkpoint, n, p, [tiny_volume]) for n, p in scorers]
     assert together[1].pixel_quantiles is None  # kl rates slices only
+
+
+def test_calibration_from_results_checks_they_match_the_scorers(checkpoint, tiny_volume):
+    results = score_volume(tiny_volume, checkpoint, [("rec", {})])
+    assert calibrations_from_results([("rec", {})], [results]) == [
+        calibrate(checkpoint, "rec", {}, [tiny_volume])
+    ]
+    with pytest.raises(ScorerError, match="expected results of"):
+        calibrations_from_results([("rec", {"sigma": 2.0})], [results])

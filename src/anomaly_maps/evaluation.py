@@ -34,7 +34,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,8 +42,11 @@ from ._fileio import atomic_path, full_suffix
 from .benchmark import Case, read_cases
 from .checkpoint import Checkpoint
 from .errors import AnomalyMapsError, VolumeError
-from .io import NIFTI_SUFFIXES, load_volume, save_volume
+from .io import NIFTI_SUFFIXES, Volume, load_volume, save_volume
 from .metrics import ScoreCounts, pool_counts, score_counts
+
+if TYPE_CHECKING:
+    from .scoring import VolumeScore
 
 __all__ = [
     "OUTPUT_FILES",
@@ -490,7 +493,8 @@ def evaluate_checkpoint(
     :mod:`~anomaly_maps.scoring.postprocess` (into (0, 1), 0.75 at the healthy 99th
     percentile), as MOOD's evaluator needs. The healthy statistics are the checkpoint's
     calibration of each scorer if it holds one, else they are computed here on the
-    benchmark's healthy validation cases (the checkpoint file is left unchanged).
+    benchmark's healthy validation cases (the checkpoint file is left unchanged), whose
+    raw results are then held in memory until written, so each case is scored once.
 
     Parameters
     ----------
@@ -512,7 +516,7 @@ def evaluate_checkpoint(
     """
     from .checkpoint import load_checkpoint
     from .scoring import get_scorer, score_volume
-    from .scoring.calibration import calibrate_scorers, find_calibration
+    from .scoring.calibration import calibrations_from_results, find_calibration
     from .scoring.postprocess import normalize_result
 
     names = [name for name, _ in scorers]
@@ -535,34 +539,45 @@ def evaluate_checkpoint(
     if not splits["test"]:
         raise AnomalyMapsError(f"{benchmark}: no test cases to evaluate")
 
-    def scan(case: Case):
-        return load_volume(benchmark / case.split / "toy" / case.case)
+    total, done = len(splits["val"]) + len(splits["test"]), 0
+
+    def score(case: Case) -> tuple[Volume, list[VolumeScore]]:
+        nonlocal done
+        volume = load_volume(benchmark / case.split / "toy" / case.case)
+        results = score_volume(
+            volume, checkpoint, scorers, device=device, batch_size=batch_size, seed=seed,
+            volume_score=volume_score,
+        )  # fmt: skip
+        done += 1
+        if progress is not None:
+            progress(done, total)
+        return volume, results
 
     calibrations = {name: find_calibration(checkpoint, name, params) for name, params in scorers}
-    missing = [(name, params) for name, params in scorers if calibrations[name] is None]
+    missing = [i for i, (name, _) in enumerate(scorers) if calibrations[name] is None]
+    # Healthy validation cases calibrate the missing scorers; their results are kept
+    # (raw, in memory) to be written below rather than scored a second time.
+    scored: dict[tuple[str, str], tuple[Volume, list[VolumeScore]]] = {}
     if missing:
         healthy = [c for c in splits["val"] if c.label == 0]
         if not healthy:
             raise AnomalyMapsError(
-                f"{checkpoint.path}: no calibration of {[n for n, _ in missing]} and no "
+                f"{checkpoint.path}: no calibration of {[names[i] for i in missing]} and no "
                 f"healthy validation case in {benchmark} to compute one from"
             )
         log.info("calibrating %d scorer(s) on %d healthy validation cases", len(missing),
                  len(healthy))  # fmt: skip
-        computed = calibrate_scorers(
-            checkpoint, missing, (scan(c) for c in healthy), device=device,
-            batch_size=batch_size, seed=seed,
-        )  # fmt: skip
+        for case in healthy:
+            scored[case.split, case.case] = score(case)
+        computed = calibrations_from_results(
+            [scorers[i] for i in missing],
+            ([results[i] for i in missing] for _, results in scored.values()),
+        )
         calibrations.update({c.scorer: c for c in computed})
 
-    total, done = len(splits["val"]) + len(splits["test"]), 0
     for split, split_cases in splits.items():
         for case in split_cases:
-            volume = scan(case)
-            raw_results = score_volume(
-                volume, checkpoint, scorers, device=device, batch_size=batch_size, seed=seed,
-                volume_score=volume_score,
-            )  # fmt: skip
+            volume, raw_results = scored.pop((split, case.case), None) or score(case)
             for raw in raw_results:
                 result = normalize_result(raw, "mood", calibrations[raw.scorer])
                 folder = predictions / split / raw.scorer
@@ -571,9 +586,6 @@ def evaluate_checkpoint(
                                 overwrite=overwrite)  # fmt: skip
                 _write_text(folder / f"{case.case}.txt", f"{result.volume_score:.8g}\n",
                             overwrite=overwrite)  # fmt: skip
-            done += 1
-            if progress is not None:
-                progress(done, total)
     with_val = bool(splits["val"])
     evaluation = evaluate(
         predictions / "test",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,11 +27,15 @@ from ..errors import ParameterError, ScorerError
 from ..io import Volume
 from ._registry import get_scorer
 
+if TYPE_CHECKING:
+    from .pipeline import VolumeScore
+
 __all__ = [
     "LEVELS",
     "Calibration",
     "calibrate",
     "calibrate_scorers",
+    "calibrations_from_results",
     "find_calibration",
     "with_calibration",
 ]
@@ -161,13 +165,12 @@ def calibrate_scorers(
     list of Calibration
         One per scorer, in order.
     """
-    from ..metrics import pool_counts, score_counts
     from .pipeline import score_volume
 
     resolved = [(name, get_scorer(name).resolve_params(params)) for name, params in scorers]
     done = 0
 
-    def run(volume: Volume) -> list:
+    def run(volume: Volume) -> list[VolumeScore]:
         nonlocal done
         results = score_volume(
             volume, checkpoint, resolved, device=device, batch_size=batch_size, seed=seed
@@ -177,18 +180,41 @@ def calibrate_scorers(
             progress(done)
         return results
 
+    return calibrations_from_results(
+        resolved,
+        (run(volume) for volume in healthy),
+        ((run(volume), label) for volume, label in labelled),
+    )
+
+
+def calibrations_from_results(
+    scorers: Sequence[tuple[str, dict[str, Any] | None]],
+    healthy: Iterable[Sequence[VolumeScore]],
+    labelled: Iterable[tuple[Sequence[VolumeScore], np.ndarray]] = (),
+) -> list[Calibration]:
+    """Calibrations from raw (unnormalised) results that were already computed.
+
+    For callers that score the healthy volumes anyway (e.g. to write their predictions)
+    and should not score them twice. ``healthy`` yields, per volume, the results of
+    :func:`~anomaly_maps.scoring.score_volume` for ``scorers`` in order; ``labelled``
+    yields such results with the volume's voxel label. Only the foreground values are
+    kept, so the iterables may be lazy.
+    """
+    from ..metrics import pool_counts, score_counts
+
+    resolved = [(name, get_scorer(name).resolve_params(params)) for name, params in scorers]
     pixels: list[list[np.ndarray]] = [[] for _ in resolved]
     slices: list[list[np.ndarray]] = [[] for _ in resolved]
-    for volume in healthy:
-        for i, result in enumerate(run(volume)):
+    for results in healthy:
+        for i, result in enumerate(_aligned(results, resolved)):
             if result.map is not None:
                 pixels[i].append(result.map[result.foreground])
             slices[i].append(result.slice_scores[result.scored])
     if not slices[0]:
         raise ParameterError("calibration needs at least one healthy volume; got none")
     counts: list[list] = [[] for _ in resolved]
-    for volume, label in labelled:
-        for i, result in enumerate(run(volume)):
+    for results, label in labelled:
+        for i, result in enumerate(_aligned(results, resolved)):
             if result.map is not None:
                 counts[i].append(score_counts(np.asarray(label) > 0, result.map))
     calibrations = []
@@ -207,6 +233,16 @@ def calibrate_scorers(
             )
         )
     return calibrations
+
+
+def _aligned(
+    results: Sequence[VolumeScore], scorers: Sequence[tuple[str, dict[str, Any]]]
+) -> Sequence[VolumeScore]:
+    """``results`` after checking they are those of ``scorers``, in order."""
+    got = [(r.scorer, r.params) for r in results]
+    if got != list(scorers):
+        raise ScorerError(f"results of {got}: expected results of {list(scorers)}, in order")
+    return results
 
 
 def find_calibration(
