@@ -219,3 +219,17 @@ def test_uncalibrated_checkpoint_scores_each_case_once(tiny_checkpoint, tmp_path
                 assert once.read_text() == given.read_text()
             else:
                 np.testing.assert_array_equal(nib.load(once).dataobj, nib.load(given).dataobj)
+
+
+def test_labelled_scans_pairs_scans_with_labels(tmp_path):
+    from anomaly_maps.evaluation import labelled_scans
+
+    bench = make_benchmark(tmp_path / "bench", n_train=0, n_val=3, n_test=0, seed=1, shape=16)
+    pairs = labelled_scans(bench / "val")
+    assert [(s.name, lab.name) for s, lab in pairs] == [(s.name, s.name) for s, _ in pairs]
+    assert len(pairs) == 3 and all(lab.parent.name == "pixel" for _, lab in pairs)
+    pairs[0][1].unlink()
+    with pytest.raises(AnomalyMapsError, match=f"no voxel label .*{pairs[0][0].name}"):
+        labelled_scans(bench / "val")
+    with pytest.raises(AnomalyMapsError, match="no NIfTI scans: expected MOOD layout"):
+        labelled_scans(tmp_path)

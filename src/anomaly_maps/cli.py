@@ -244,6 +244,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .checkpoint import save_checkpoint
+    from .evaluation import labelled_scans
     from .scoring.calibration import calibrate_scorers, with_calibration
 
     scorers, checkpoint = _checkpoint_and_scorers(args)
@@ -251,18 +252,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise AnomalyMapsError(f"{out}: already exists; pass --overwrite to replace it")
     healthy = [load_volume(p) for p in _expand_data(args.inputs)]
-    labelled = []
-    if args.labelled:
-        root = Path(args.labelled)
-        scans = sorted((root / "toy").glob("*.nii*"))
-        if not scans:
-            raise AnomalyMapsError(f"{root / 'toy'}: no NIfTI scans (expected MOOD layout)")
-        for scan in scans:
-            label = root / "toy_label" / "pixel" / scan.name
-            if not label.exists():
-                raise AnomalyMapsError(f"{label}: missing voxel label for {scan}")
-            labelled.append((load_volume(scan), load_volume(label).data))
-    with tqdm(total=len(healthy) + len(labelled), desc="calibrate", unit="scan") as bar:
+    pairs = labelled_scans(args.labelled) if args.labelled else []
+    labelled = ((load_volume(scan), load_volume(label).data) for scan, label in pairs)
+    with tqdm(total=len(healthy) + len(pairs), desc="calibrate", unit="scan") as bar:
         calibrations = calibrate_scorers(
             checkpoint, scorers, healthy, labelled=labelled, device=args.device,
             batch_size=args.batch_size, seed=args.seed,

@@ -54,6 +54,7 @@ __all__ = [
     "Result",
     "evaluate",
     "evaluate_checkpoint",
+    "labelled_scans",
 ]
 
 log = logging.getLogger(__name__)
@@ -240,6 +241,32 @@ def _read_labels(label_dir: Path) -> tuple[dict[str, Path], dict[str, int]]:
     if not pixel and not sample:
         raise AnomalyMapsError(f"{root}: no labels in pixel/ or sample/")
     return pixel, sample
+
+
+def labelled_scans(folder: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """``(scan, voxel label)`` file pairs of a folder in MOOD layout.
+
+    ``folder`` holds ``toy/NAME`` scans and ``toy_label/pixel/NAME`` labels (a benchmark
+    split such as ``BENCH/val``); every scan must have its label.
+    """
+    folder = Path(folder)
+    scans = sorted(
+        p for p in (folder / "toy").glob("*")
+        if full_suffix(p) in NIFTI_SUFFIXES and not p.name.startswith(".")
+    ) if (folder / "toy").is_dir() else []  # fmt: skip
+    if not scans:
+        raise AnomalyMapsError(
+            f"{folder / 'toy'}: no NIfTI scans: expected MOOD layout (toy/NAME.nii.gz, "
+            "toy_label/pixel/NAME.nii.gz)"
+        )
+    labels, _ = _read_labels(folder)
+    unlabelled = [p.name for p in scans if p.name not in labels]
+    if unlabelled:
+        raise AnomalyMapsError(
+            f"{folder}: no voxel label in toy_label/pixel/ for {unlabelled[:3]}"
+            f"{' ...' if len(unlabelled) > 3 else ''}"
+        )
+    return [(scan, labels[scan.name]) for scan in scans]
 
 
 def _scorer_dirs(pred_dir: Path) -> dict[str, Path]:
