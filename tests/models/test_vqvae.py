@@ -206,3 +206,23 @@ def test_position_is_accepted_and_ignored():
     x = blobs(2)
     with_position = model.training_loss(x, position=torch.tensor([0.2, 0.8]))
     assert torch.allclose(with_position.total, model.training_loss(x).total)
+
+
+def test_cpu_inference_in_chunks_equals_one_batch(monkeypatch):
+    """Chunked CPU inference runs the encoder and decoder per slice group (asserted by a
+    hook) and gives the one-batch result."""
+    import anomaly_maps.models.vqvae as vqvae_module
+
+    model = tiny().eval()
+    x = blobs(5)
+    with torch.enable_grad():  # autograd on: one batch
+        whole = (model.encode(x).detach(), model.decode_codes(model.codes(x)).detach())
+    per_slice = 8 * 16 * 16 * 4
+    monkeypatch.setattr(vqvae_module, "CPU_CHUNK_BYTES", 2 * per_slice)
+    sizes = []
+    model.encoder.register_forward_hook(lambda m, args, out: sizes.append(len(args[0])))
+    with torch.no_grad():
+        chunked = (model.encode(x), model.decode_codes(model.codes(x)))
+    assert sizes == [2, 2, 1, 2, 2, 1]  # encode, then codes' encode
+    for a, b in zip(whole, chunked, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -37,6 +37,14 @@ from ._base import LossOutput, ModelConfig, register_model
 
 __all__ = ["VQVAE", "Quantized", "VQVAEConfig"]
 
+#: Bytes of one full-resolution feature map a CPU inference chunk may hold. The encoder
+#: and decoder are convolutions at the input resolution, so a large slice batch streams
+#: activations through memory instead of cache: on 2 cores, the 160x160 paper preset
+#: (6.5 MB per slice at the first level) encoded 16 slices at 0.66 s per slice in one
+#: batch and 0.43 s one at a time, where each convolution already ran at the CPU's sgemm
+#: peak.
+CPU_CHUNK_BYTES = 4 * 2**20
+
 
 @dataclass(frozen=True)
 class VQVAEConfig(ModelConfig):
@@ -305,6 +313,17 @@ class VQVAE(nn.Module):
         """``(h, w)`` of the code grid."""
         return self.config.grid_size
 
+    def _run_chunked(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``module(x)``, in chunks of slices for CPU inference (eval mode, no autograd;
+        see :data:`CPU_CHUNK_BYTES`); every layer works per slice, so the result is the same."""
+        if x.device.type != "cpu" or self.training or torch.is_grad_enabled():
+            return module(x)
+        per_slice = self.config.widths[0] * self.config.size**2 * x.element_size()
+        chunk = max(1, CPU_CHUNK_BYTES // per_slice)
+        if x.shape[0] <= chunk:
+            return module(x)
+        return torch.cat([module(part) for part in x.split(chunk)])
+
     def _check_slices(self, x: torch.Tensor) -> None:
         c, s = self.config.in_channels, self.config.size
         if x.ndim != 4 or tuple(x.shape[1:]) != (c, s, s):
@@ -326,7 +345,7 @@ class VQVAE(nn.Module):
             ``(B, D, h, w)`` with ``D = code_dim`` and ``(h, w) = grid_size``.
         """
         self._check_slices(x)
-        return self.encoder(x)
+        return self._run_chunked(self.encoder, x)
 
     def quantize(self, z_e: torch.Tensor) -> Quantized:
         """Replace each vector of ``z_e`` by its nearest codebook entry (seed 002, eq. 1).
@@ -414,7 +433,7 @@ class VQVAE(nn.Module):
 
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
         """Decode a ``(B, D, h, w)`` latent grid to ``(B, C, H, W)`` slices."""
-        return self.decoder(z_q)
+        return self._run_chunked(self.decoder, z_q)
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Decode a code grid: codebook lookup, then the decoder.
