@@ -44,5 +44,5 @@ timed eval-vqvae anomaly-maps evaluate --checkpoint "$W/vqprior64.safetensors" \
     --scorer rec --scorer latent_restoration --scorer latent_nll \
     --out "$W/eval_vqvae" "${EVAL[@]}"
 timed eval-vae-tv anomaly-maps evaluate --checkpoint "$W/vae64.safetensors" \
-    --scorer vae_tv_restoration --param vae_tv_restoration:n_steps=10 \
+    --scorer vae_tv_restoration \
     --out "$W/eval_vae_tv" "${EVAL[@]}"

@@ -30,7 +30,7 @@ SETTINGS = {
     ("eval_vae_grad", "rec_grad"): "SmoothGrad n = 4, sigma 2",
     ("eval_vae_grad", "kl_grad"): "SmoothGrad n = 4, sigma 2",
     ("eval_vae_grad", "elbo_grad"): "SmoothGrad n = 4, sigma 2",
-    ("eval_vae_tv", "vae_tv_restoration"): "10 steps, lr 1e-3, TV 1.8",
+    ("eval_vae_tv", "vae_tv_restoration"): "10 steps, lr 0.1, TV 1.8",
     ("eval_cevae", "cevae_combined"): "l2 x SmoothGrad n = 2, sigma 3",
     ("eval_vqvae", "latent_restoration"): "lambda_p 5, S 15, k 3",
     ("eval_vqvae", "latent_nll"): "lambda_s 7",

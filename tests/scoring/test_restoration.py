@@ -10,7 +10,7 @@ import torch
 from anomaly_maps.scoring import restoration as rs
 
 KINDS = ["vae", "cevae"]
-PARAMS = {"n_steps": 10, "lr": 2e-4, "tv_weight": 1.8}
+PARAMS = {"n_steps": 10, "lr": 5e-3, "tv_weight": 1.8}
 
 
 def _naive_restore(model, y, n_steps, lr, tv_weight):
@@ -27,7 +27,7 @@ def _naive_restore(model, y, n_steps, lr, tv_weight):
         loss = -(log_lik.sum() - kl) + tv_weight * tv
         model.zero_grad(set_to_none=True)
         loss.backward()
-        x = x - lr * x.grad
+        x = x - lr * model.config.likelihood_scale**2 * x.grad  # Gaussian: step lr * s^2
     model.zero_grad(set_to_none=True)
     return x.detach()
 
@@ -62,7 +62,7 @@ def test_more_steps_lower_the_objective(tiny_models, tiny_batch, kind):
     y, _ = tiny_batch
     losses = []
     for n_steps in (0, 2, 5, 20):
-        restored = rs.restore(model, y, n_steps=n_steps, lr=2e-4, tv_weight=1.8)
+        restored = rs.restore(model, y, n_steps=n_steps, lr=5e-3, tv_weight=1.8)
         with torch.no_grad():
             losses.append(rs.restoration_loss(model, restored, y, 1.8))
     for before, after in itertools.pairwise(losses):
@@ -84,3 +84,12 @@ def test_registered(tiny_models, tiny_batch):
     params = info.resolve_params({"n_steps": 3})
     result = info(tiny_models["vae"], x, position=position, generator=torch.Generator(), **params)
     assert result.pixel.shape == (3, 16, 16)
+
+
+@pytest.mark.parametrize(("recon", "expected"), [("l2", 0.25**2), ("l1", 0.25)])
+def test_step_scale_undoes_the_likelihood_scale(recon, expected):
+    """The ELBO's input gradient grows as 1/s^2 (Gaussian) or 1/s (Laplace)."""
+    from anomaly_maps.models.vae import VAE, VAEConfig
+
+    config = VAEConfig(size=16, widths=(8, 16), latent_dim=4, recon=recon, likelihood_scale=0.25)
+    assert rs.step_scale(VAE(config)) == pytest.approx(expected)
