@@ -33,14 +33,17 @@ def diagonal_codes(n: int, seed: int = 0) -> torch.Tensor:
 
 
 def naive_resample(model, codes, mask, position, generator, temperature=1.0):
-    """Reference: one full teacher-forced pass per visited raster position, no cache."""
+    """Reference: one full teacher-forced pass per visited raster position, no cache;
+    each row's uniforms drawn in turn, a code drawn by counting the CDF values <= u."""
     out = codes.clone()
+    uniform = torch.cat([torch.rand(1, H * W, generator=generator) for _ in range(len(codes))])
     for i in range(H * W):
         r, c = divmod(i, W)
         if not mask[:, r, c].any():
             continue
         logits = model.logits(out, position)[:, :, r, c] / temperature
-        draw = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
+        cdf = logits.softmax(-1).cumsum(-1)
+        draw = (cdf <= uniform[:, i, None]).sum(-1).clamp_max(K - 1)
         out[:, r, c] = torch.where(mask[:, r, c], draw, out[:, r, c])
     return out
 

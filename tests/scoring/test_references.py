@@ -45,23 +45,6 @@ CASES = [
 ]
 
 
-def _rowwise_resample(num_codes: int):
-    """Stand-in for ``CodePrior.resample`` whose draws follow the rows.
-
-    The real prior draws once per raster step for the whole stack, so stacked and
-    one-row calls draw differently. This one draws one uniform per code, serially, so
-    ``B * S`` stacked rows get what ``B * S`` one-row calls get in turn; the slice
-    position enters so that rows with the wrong position differ.
-    """
-
-    def resample(codes, mask, position=None, generator=None, temperature=1.0):
-        uniform = torch.rand(codes.shape, generator=generator)
-        shift = (position * num_codes).long()[:, None, None]
-        return torch.where(mask, ((uniform * num_codes).long() + shift) % num_codes, codes)
-
-    return resample
-
-
 def _batch_sizes(models: dict[str, torch.nn.Module]):
     """Forward hooks recording the batch size every top-level submodule sees."""
     sizes: list[int] = []
@@ -74,11 +57,8 @@ def _batch_sizes(models: dict[str, torch.nn.Module]):
 
 
 @pytest.mark.parametrize(("name", "kind", "params"), CASES, ids=[f"{n}-{k}" for n, k, _ in CASES])
-def test_batched_equals_reference(tiny_models, tiny_batch, monkeypatch, name, kind, params):
+def test_batched_equals_reference(tiny_models, tiny_batch, name, kind, params):
     models = tiny_models[kind]
-    if "prior" in models:
-        prior = models["prior"]
-        monkeypatch.setattr(prior, "resample", _rowwise_resample(prior.config.num_codes))
     info = get_scorer(name)
     assert info.fits(kind.split("+"))
     x, position = tiny_batch

@@ -117,6 +117,14 @@ class PriorConfig(ModelConfig):
         self._require("conditioned", isinstance(self.conditioned, bool), "bool")
 
 
+def _inverse_cdf_draw(probabilities: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Categorical draws ``(B,)`` from ``(B, K)`` probabilities and ``(B,)`` uniforms in
+    [0, 1): the first category whose cumulative probability exceeds the uniform."""
+    cdf = probabilities.cumsum(-1)
+    index = torch.searchsorted(cdf, uniform[:, None].to(cdf.dtype).contiguous(), right=True)
+    return index[:, 0].clamp_max(probabilities.shape[-1] - 1)
+
+
 class _KVCache:
     """Keys and values of the positions fed so far, per block, preallocated to ``h * w``."""
 
@@ -412,11 +420,14 @@ class CodePrior(nn.Module):
 
         Each masked code ``c_i`` is drawn from ``p(c_i | c_<i)`` given the earlier codes
         as already updated; unmasked codes are kept. All rows share one loop over the
-        raster positions where any row is masked: at each such position one categorical
-        draw is made for the whole batch (``torch.multinomial``) and kept where the mask
-        is set. Positions before the first masked one are fed in one chunk, and so is
-        every run of positions that no row redraws; keys and values are cached, so each
-        step costs one position.
+        raster positions where any row is masked, and at each one a code is drawn for
+        every row, by inverting the categorical's CDF at a uniform, and kept where the
+        mask is set. The uniforms, one per row and raster slot, are all drawn first, in
+        row order, so a row's draws do not depend on the rows stacked with it: ``B``
+        stacked rows get what ``B`` one-row calls get in turn from the same generator.
+        Positions before the first masked one are fed in one chunk, and so is every run
+        of positions that no row redraws; keys and values are cached, so each step costs
+        one position.
 
         Parameters
         ----------
@@ -447,6 +458,7 @@ class CodePrior(nn.Module):
         batch = codes.shape[0]
         condition = self._condition(position, batch)
         flat = codes.flatten(1).clone()
+        uniform = torch.rand(flat.shape, generator=generator, device=flat.device)
         chosen = mask.flatten(1)
         steps = chosen.any(0).nonzero().flatten().tolist()  # raster positions to visit
         if not steps:
@@ -459,7 +471,7 @@ class CodePrior(nn.Module):
         for step, following in zip(steps, [*steps[1:], None], strict=True):
             hidden = self._hidden(tokens, start, condition, cache)[:, -1]
             probabilities = (self.head(hidden).float() / temperature).softmax(-1)
-            draw = torch.multinomial(probabilities, 1, generator=generator).squeeze(1)
+            draw = _inverse_cdf_draw(probabilities, uniform[:, step])
             flat[:, step] = torch.where(chosen[:, step], draw, flat[:, step])
             if following is not None:
                 # Slots step+1 .. following hold codes step .. following-1.

@@ -103,8 +103,8 @@ def restore_codes(
 
     The redraw mask is fixed from the NLL of the input's codes (``nll > lambda_p``);
     :meth:`CodePrior.resample` is called once on the ``(B * S, h, w)`` stack (row
-    ``b * S + j``: slice ``b``, restoration ``j``) with the positions repeated likewise,
-    and not at all when no code exceeds ``lambda_p``.
+    ``b * S + j``: slice ``b``, restoration ``j``) with the positions repeated likewise;
+    it runs no prior pass when no code exceeds ``lambda_p``.
 
     Returns
     -------
@@ -117,14 +117,12 @@ def restore_codes(
     """
     codes, nll = codes_and_nll(vqvae, prior, x, position)
     mask = nll > lambda_p
-    stacked = codes.repeat_interleave(n_restorations, dim=0)
-    if bool(mask.any()):
-        stacked = prior.resample(
-            stacked,
-            mask.repeat_interleave(n_restorations, dim=0),
-            _prior_position(prior, position.repeat_interleave(n_restorations)),
-            generator,
-        )
+    stacked = prior.resample(
+        codes.repeat_interleave(n_restorations, dim=0),
+        mask.repeat_interleave(n_restorations, dim=0),
+        _prior_position(prior, position.repeat_interleave(n_restorations)),
+        generator,
+    )
     return codes, mask, stacked
 
 

@@ -9,10 +9,9 @@ reference; ``anomaly-maps bench score`` times both.
 
 Same draws: a reference draws the same noise tensors from ``generator``, in the same
 order and shape, as its batched scorer, then indexes them by sample and slice, so both
-agree within float tolerance. The exception is ``latent_restoration``: the prior draws
-inside :meth:`CodePrior.resample`, one draw per raster step for the whole stack of
-restorations, so redrawing one restoration at a time draws differently (equal in
-distribution).
+agree within float tolerance. ``latent_restoration`` needs nothing of the kind:
+:meth:`CodePrior.resample` draws its uniforms row by row, so one restoration at a time
+gets the draws that the stacked call gives its row.
 
 The references take the scorers' arguments without defaults: callers pass
 :meth:`ScorerInfo.resolve_params`, as :func:`score_volume` does.
@@ -314,8 +313,8 @@ def latent_restoration(
     """``latent_restoration`` per slice and restoration (seed 002, section 2.4).
 
     Each slice's codes and redraw mask are computed once; each restoration is one
-    :meth:`CodePrior.resample` call on that slice's codes alone, decoded alone. The
-    prior's draws differ from the batched scorer's (module notes).
+    :meth:`CodePrior.resample` call on that slice's codes alone, decoded alone; the
+    prior's draws follow the rows, so they are the batched scorer's.
     """
     vqvae = model_of(models, "vqvae")
     prior = model_of(models, "prior")
@@ -327,7 +326,7 @@ def latent_restoration(
             mask = prior.nll(codes, pos) > lambda_p
             residuals = []
             for _ in range(n_restorations):
-                restored = prior.resample(codes, mask, pos, generator) if mask.any() else codes
+                restored = prior.resample(codes, mask, pos, generator)
                 residuals.append((y - vqvae.decode_codes(restored)).abs().mean(1))
             stacked = torch.stack(residuals, dim=1)  # (1, S, H, W)
             weights = restoration_weights(stacked, k)
