@@ -315,36 +315,42 @@ def bundle_model(
     from .benchmark import read_cases
     from .checkpoint import load_checkpoint, save_checkpoint
     from .evaluation import evaluate_checkpoint
-    from .scoring.calibration import calibrate_scorers, with_calibration
+    from .scoring import score_volume
+    from .scoring.calibration import calibrations_from_results, with_calibration
 
     benchmark, out = Path(benchmark), Path(out)
     if out.exists() and not overwrite:
         raise AnomalyMapsError(f"{out}: already exists; pass --overwrite to replace it")
     cases = read_cases(benchmark)
     val = [c for c in cases if c.split == "val"]
-    healthy = [c for c in val if not c.label]
-    if not healthy or len(healthy) == len(val):
+    if all(c.label for c in val) or not any(c.label for c in val):
         raise AnomalyMapsError(f"{benchmark}: calibration needs healthy and anomalous val cases")
-    n_calibrate = len(healthy) + len(val)
-    total = n_calibrate + len(cases)
+    total = len(val) + len(cases)
 
     def scan(case: Any, folder: str = "toy") -> Volume:
         return load_volume(benchmark / case.split / folder / case.case)
 
     model = load_checkpoint(checkpoint, device=device)
-    calibrations = calibrate_scorers(
-        model, scorers, (scan(c) for c in healthy),
-        labelled=((scan(c), scan(c, "toy_label/pixel").data) for c in val),
-        device=device, batch_size=batch_size, seed=seed,
-        progress=None if progress is None else lambda done: progress(done, total),
-    )  # fmt: skip
+    # Each val case is scored once; its raw results (held until calibrated) count as
+    # healthy statistics if it has no anomaly, and towards the best-Dice threshold.
+    scored = []
+    for done, case in enumerate(val, 1):
+        scored.append((case, score_volume(scan(case), model, scorers, device=device,
+                                          batch_size=batch_size, seed=seed)))  # fmt: skip
+        if progress is not None:
+            progress(done, total)
+    calibrations = calibrations_from_results(
+        scorers,
+        (results for case, results in scored if not case.label),
+        ((results, scan(case, "toy_label/pixel").data) for case, results in scored),
+    )
     for calibration in calibrations:
         model = with_calibration(model, calibration)
     with tempfile.TemporaryDirectory() as tmp:
         evaluation = evaluate_checkpoint(
             model, scorers, benchmark, tmp, device=device, batch_size=batch_size, seed=seed,
             progress=None if progress is None else
-            lambda done, _: progress(n_calibrate + done, total),
+            lambda done, _: progress(len(val) + done, total),
         )  # fmt: skip
     record: dict[str, Any] = {"data": _benchmark_summary(benchmark), "command": command}
     for row in evaluation.results:
