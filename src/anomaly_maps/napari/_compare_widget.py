@@ -52,7 +52,7 @@ def grid_of(viewer: Any) -> Any:
     return canvas.grid if hasattr(canvas, "grid") else viewer.grid
 
 
-_UNUSUAL = {"volume": 1.0, "model": 1.0, "mood": 0.75}
+_P99_AT = {"volume": 1.0, "model": 1.0, "mood": 0.75}
 """Where each normalisation puts a 99th percentile: the first shared threshold."""
 
 
@@ -223,7 +223,7 @@ class CompareWidget(QWidget):
                                 max(o.index.range[1] for o in self.overlays))  # fmt: skip
         self.threshold.setEnabled(True)
         self.stop_button.setEnabled(True)
-        first = _UNUSUAL[method] if method in _UNUSUAL else self.overlays[0].index.value(99)
+        first = _P99_AT[method] if method in _P99_AT else self.overlays[0].index.value(99)
         self.set_threshold(first)
         self.threshold.setValue(self.overlays[0].threshold)
 
