@@ -38,7 +38,7 @@ def test_still_draw_is_the_template_on_any_grid(template):
     same = healthy_draw(template, template.volume.shape, STILL, np.random.default_rng(0))
     np.testing.assert_allclose(same.data, tpl, atol=1e-4)
     # a coarser grid: each voxel shows the template at the same world position
-    from anomaly_maps.benchmark import _grid_affine
+    from anomaly_maps.benchmark.healthy import grid_affine as _grid_affine
 
     shape = (40, 48, 36)
     small = healthy_draw(template, shape, STILL, np.random.default_rng(0))
@@ -199,3 +199,33 @@ def test_same_seed_gives_the_benchmark_it_always_gave(template, tmp_path):
     assert got.keys() == _FINGERPRINT.keys()
     for name, expected in _FINGERPRINT.items():
         np.testing.assert_allclose(got[name], expected, rtol=1e-6, atol=1e-5, err_msg=name)
+
+
+def test_a_registered_anomaly_kind_is_drawn_without_touching_the_builder(
+    template, tmp_path, monkeypatch
+):
+    from anomaly_maps.benchmark import anomalies, anomaly_kinds, register_anomaly
+
+    monkeypatch.setattr(anomalies, "_KINDS", dict(anomalies._KINDS))
+
+    @register_anomaly("dark", strength=(0.5, 0.5), description="darkened tissue")
+    def dark(sphere, strength, rng):
+        return sphere.old * (1 - strength)
+
+    assert anomaly_kinds()[-1] == "dark" and "dark" not in ANOMALY_TYPES
+    with pytest.raises(ParameterError, match="already registered"):
+        register_anomaly("dark", strength=(0, 1), description="again")(dark)
+    spec = BenchmarkSpec(anomalies=("dark",), anomaly_fraction=1.0)
+    out = make_benchmark(tmp_path / "b", n_train=0, n_val=0, n_test=2, seed=1, shape=20,
+                         spec=spec, template=template)  # fmt: skip
+    [case, _] = read_cases(out)
+    assert case.anomaly == "dark" and case.strength == 0.5
+    scan = load_volume(out / "test" / "toy" / case.case).data
+    label = load_volume(out / "test" / "toy_label" / "pixel" / case.case).data > 0
+    assert scan[label].max() <= 0.5
+
+
+def test_unknown_anomaly_kind_lists_the_registered_ones(template):
+    draw = healthy_draw(template, (20, 20, 20), STILL, np.random.default_rng(0))
+    with pytest.raises(ParameterError, match=r"'blob': expected one of .*'mirror'"):
+        insert_anomaly(draw, "blob", STILL, np.random.default_rng(0))
