@@ -38,7 +38,6 @@ class ScorerPredictions:
     sample: dict[str, float]
 
 
-
 def label_root(label_dir: Path) -> Path:
     """The folder holding ``pixel/`` and/or ``sample/``: ``label_dir`` itself or its
     ``toy_label`` (so a benchmark split folder works too)."""
@@ -187,4 +186,3 @@ def val_folder(scorer: str, scorers: dict[str, Path], val_scorers: dict[str, Pat
         f"no validation predictions of scorer {scorer!r}: expected a folder of that name "
         f"among {sorted(val_scorers)}"
     )
-

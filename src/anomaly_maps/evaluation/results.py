@@ -134,7 +134,6 @@ def write_text(path: Path, text: str, *, overwrite: bool) -> None:
         tmp.write_text(text)
 
 
-
 def _groups(names: Sequence[str], cases: list[Case] | None) -> dict[str, list[str]]:
     """Group name -> case names: all, then each anomaly type and size bin plus healthy."""
     groups = {"all": list(names)}

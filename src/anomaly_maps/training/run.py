@@ -22,6 +22,7 @@ from ..device import resolve_device
 from ..errors import AnomalyMapsError, CheckpointError
 from ..models import ModelConfig, PriorConfig, build_model
 from ..preprocessing import PreprocessingSpec
+from ..records import CheckpointRecords, TrainingRecord
 from .config import TrainConfig
 from .data import code_data, load_slices, split_train_val
 from .distributed import Dist, LossModule, check_replicas_agree, dist_from_env, process_group
@@ -161,7 +162,8 @@ def _train(
         model.load_state_dict(ckpt.models[kind].state_dict())
         meta = load_resume(resume_path(job.out), optimizer)
         history, start_epoch = meta["history"], meta["epoch"]
-        if ckpt.training.get("epochs_completed") != start_epoch:
+        done = ckpt.records.training.epochs_completed if ckpt.records.training else None
+        if done != start_epoch:
             raise CheckpointError(f"{job.out}: checkpoint and resume state disagree on the epoch")
 
     data = load_slices(job.paths, preprocessing, min_foreground=job.config.min_foreground)
@@ -174,13 +176,7 @@ def _train(
         loss_module = nn.parallel.DistributedDataParallel(
             loss_module, device_ids=[job.device.index] if job.device.type == "cuda" else None
         )
-    summary = {
-        "volumes": data.sources,
-        "train_slices": len(train_data),
-        "val_slices": len(val_data),
-        "val_volumes": sorted({data.sources[i] for i in val_data.volume.unique().tolist()}),
-        "preprocessing": preprocessing.to_dict(),
-    }
+    val_volumes = tuple(sorted({data.sources[i] for i in val_data.volume.unique().tolist()}))
     log.info("training %s on %d slices (%d for validation)", kind, len(train_data), len(val_data))
 
     for epoch in range(start_epoch, job.config.epochs):
@@ -223,27 +219,31 @@ def _train(
         if not all(math.isfinite(v) for v in row_train.values()):
             raise AnomalyMapsError(f"training diverged at epoch {epoch + 1}: {row_train}")
         if job.env.main:
-            training_header = {
-                "data": summary,
-                "config": job.config.to_dict(),
-                "augment": augment_spec.to_dict() if augment_spec else None,
-                "epochs_completed": epoch + 1,
-                "final_losses": history[-1],
-                "seconds": round(sum(r["seconds"] for r in history), 1),
-                "device": str(job.device),
-                "world_size": job.env.world,
-                "command": job.command,
-                "versions": {
+            record = TrainingRecord(
+                volumes=tuple(data.sources),
+                train_slices=len(train_data),
+                val_slices=len(val_data),
+                val_volumes=val_volumes,
+                preprocessing=preprocessing.to_dict(),
+                config=job.config.to_dict(),
+                augment=augment_spec.to_dict() if augment_spec else None,
+                epochs_completed=epoch + 1,
+                final_losses=history[-1],
+                seconds=round(sum(r["seconds"] for r in history), 1),
+                device=str(job.device),
+                world_size=job.env.world,
+                command=job.command,
+                versions={
                     "anomaly_maps": __version__,
                     "torch": torch.__version__,
                     "python": platform.python_version(),
                 },
-            }
+            )
             save_checkpoint(
                 job.out,
                 {**models, kind: model},
                 preprocessing=preprocessing,
-                training=training_header,
+                records=CheckpointRecords(training=record),
                 overwrite=True,
             )
             save_resume(resume_path(job.out), optimizer, {"epoch": epoch + 1, "history": history})
