@@ -43,7 +43,7 @@ from .device import resolve_device
 from .errors import CheckpointError
 from .models import ModelConfig, build_model, config_from_dict
 from .preprocessing import PreprocessingSpec
-from .records import CheckpointRecords
+from .records import CheckpointRecords, check_version
 
 __all__ = [
     "FORMAT",
@@ -276,16 +276,7 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: unknown checkpoint format {header.get('format')!r}: expected {FORMAT!r}"
         )
     version = header.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise CheckpointError(
-            f"{path}: checkpoint format_version {version!r} is invalid: expected an int "
-            f"from 1 to {FORMAT_VERSION}"
-        )
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format version {version!r} is newer than this "
-            f"anomaly-maps {__version__} understands ({FORMAT_VERSION}); upgrade anomaly-maps"
-        )
+    check_version(version, "checkpoint", "format_version", FORMAT_VERSION, path)
     return header
 
 

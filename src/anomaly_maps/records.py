@@ -33,6 +33,7 @@ __all__ = [
     "Calibration",
     "CheckpointRecords",
     "TrainingRecord",
+    "check_version",
 ]
 
 BENCHMARK_METRICS: tuple[str, ...] = (
@@ -43,19 +44,25 @@ BENCHMARK_METRICS: tuple[str, ...] = (
 _VERSION_KEY = "record_version"
 
 
-def _version(data: Mapping[str, Any], kind: str, newest: int, source: object) -> None:
-    """Refuse a record whose version is not an int from 1 to ``newest``."""
-    version = data.get(_VERSION_KEY, 1)
+def check_version(version: Any, what: str, key: str, newest: int, source: object) -> None:
+    """Refuse a ``key`` (e.g. ``format_version``) that is not an int from 1 to ``newest``.
+
+    A newer one is refused rather than read wrongly; ``what`` and ``source`` (the file)
+    go into the message.
+    """
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise CheckpointError(
-            f"{source}: {kind} record_version {version!r} is invalid: expected an int from 1 "
-            f"to {newest}"
+            f"{source}: {what} {key} {version!r} is invalid: expected an int from 1 to {newest}"
         )
     if version > newest:
         raise CheckpointError(
-            f"{source}: {kind} record version {version} is newer than this anomaly-maps "
-            f"{__version__} understands ({newest}); upgrade anomaly-maps"
+            f"{source}: {what} {key.replace('_', ' ')} {version!r} is newer than this "
+            f"anomaly-maps {__version__} understands ({newest}); upgrade anomaly-maps"
         )
+
+
+def _version(data: Mapping[str, Any], kind: str, newest: int, source: object) -> None:
+    check_version(data.get(_VERSION_KEY, 1), kind, _VERSION_KEY, newest, source)
 
 
 def _mapping(value: Any, what: str, source: object) -> Mapping[str, Any]:
