@@ -26,11 +26,17 @@ def test_no_numeric_option_goes_unchecked():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["score", "x.nii.gz", "--batch-size", "0"], "--batch-size: expected an integer >= 1, got 0"),
+        (
+            ["score", "x.nii.gz", "--batch-size", "0"],
+            "--batch-size: expected an integer >= 1, got 0",
+        ),
         (["score", "x.nii.gz", "--batch-size", "-3"], "expected an integer >= 1, got -3"),
         (["score", "x.nii.gz", "--batch-size", "two"], "expected an integer >= 1, got 'two'"),
         (["score", "x.nii.gz", "--seed", "-1"], "--seed: expected an integer >= 0, got -1"),
-        (["score", "x.nii.gz", "--volume-index", "-1"], "--volume-index: expected an integer >= 0"),
+        (
+            ["score", "x.nii.gz", "--volume-index", "-1"],
+            "--volume-index: expected an integer >= 0",
+        ),
         (["info", "x.nii.gz", "--volume-index", "-2"], "--volume-index: expected an integer >= 0"),
         (["preprocess", "x.nii.gz", "--size", "2"], "--size: expected an integer >= 4, got 2"),
         (["train", "--epochs", "0"], "--epochs: expected an integer >= 1, got 0"),
@@ -66,18 +72,16 @@ def test_numbers_out_of_range_are_refused_at_parse_time(argv, message, capsys):
 
 
 def test_numbers_in_range_pass_unchanged():
-    args = build_parser().parse_args(
-        ["train", "--model", "vae", "--data", "x", "--out", "o.safetensors", "--lr", "1e-3",
-         "--val-fraction", "0", "--epochs", "3", "--size", "64"]  # fmt: skip
-    )
+    argv = "train --model vae --data x --out o.safetensors --lr 1e-3 --val-fraction 0"
+    args = build_parser().parse_args([*argv.split(), "--epochs", "3", "--size", "64"])
     assert (args.lr, args.val_fraction, args.epochs, args.size) == (1e-3, 0.0, 3, 64)
     args = build_parser().parse_args(["make-benchmark", "--out", "b", "--shape", "16,20,24"])
     assert args.shape == (16, 20, 24)
     assert build_parser().parse_args(["make-benchmark", "--out", "b", "--shape", "16"]).shape == 16
 
 
-def _out_commands(tiny_nifti, tiny_checkpoint, out):
-    """Every command that takes --out, complete enough to run, writing to ``out``."""
+def _out_commands(tiny_nifti, tiny_checkpoint):
+    """Every command that takes --out, complete enough to run."""
     scan, ckpt = str(tiny_nifti), str(tiny_checkpoint)
     return {
         "preprocess": ["preprocess", scan, "--size", "16"],
@@ -85,18 +89,17 @@ def _out_commands(tiny_nifti, tiny_checkpoint, out):
         "score": ["score", scan, "--checkpoint", ckpt, "--scorer", "rec", "--device", "cpu"],
         "calibrate": ["calibrate", scan, "--checkpoint", ckpt, "--scorer", "rec"],
         "make-sample-data": ["make-sample-data"],
-        "make-benchmark": ["make-benchmark", "--n-train", "0", "--n-val", "0", "--n-test", "1",
-                           "--shape", "16"],  # fmt: skip
+        "make-benchmark": ["make-benchmark", "--n-test", "1", *("--shape", "16")],
         "evaluate": ["evaluate", "--pred", str(tiny_nifti.parent), "--labels", scan],
         "demo": ["demo", "--headless", "--device", "cpu"],
     }
 
 
-@pytest.mark.parametrize(
-    "command",
-    ["preprocess", "train", "score", "calibrate", "make-sample-data", "make-benchmark",
-     "evaluate", "demo"],  # fmt: skip
-)
+OUT_COMMANDS = ["preprocess", "train", "score", "calibrate", "make-sample-data",
+                "make-benchmark", "evaluate", "demo"]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", OUT_COMMANDS)
 @pytest.mark.parametrize("under", [False, True], ids=["file", "under-a-file"])
 def test_out_on_a_regular_file_is_one_clear_line(
     command, under, tiny_nifti, tiny_checkpoint, tmp_path, capsys
@@ -106,12 +109,14 @@ def test_out_on_a_regular_file_is_one_clear_line(
     out = blocker / "run.safetensors" if under else blocker
     if command in ("train", "calibrate") and not under:
         pytest.skip("a checkpoint --out names a file: an existing one needs --overwrite")
-    argv = [*_out_commands(tiny_nifti, tiny_checkpoint, out)[command], "--out", str(out)]
+    argv = [*_out_commands(tiny_nifti, tiny_checkpoint)[command], "--out", str(out)]
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1].startswith(f"anomaly-maps {command}: error: argument --out")
+    assert (
+        err.strip().splitlines()[-1].startswith(f"anomaly-maps {command}: error: argument --out")
+    )
     assert f"{blocker} is a file" in err
     assert "Traceback" not in err
     assert blocker.read_text() == "not a folder"

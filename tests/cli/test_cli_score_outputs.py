@@ -146,6 +146,7 @@ def test_mood_layout_maps_are_read_back_unchanged(tiny_nifti, tiny_checkpoint, t
     assert _score([tiny_nifti], tiny_checkpoint, mood, "--scorer", "rec", "--layout", "mood") == 0
     assert _score([tiny_nifti], tiny_checkpoint, plain, "--scorer", "rec") == 0
     np.testing.assert_array_equal(
-        load_volume(mood / "tiny_head.nii.gz").data, load_volume(plain / "tiny_head_rec.nii.gz").data
+        load_volume(mood / "tiny_head.nii.gz").data,
+        load_volume(plain / "tiny_head_rec.nii.gz").data,
     )
     assert (mood / "tiny_head.nii.gz.txt").read_text() == (plain / "tiny_head_rec.txt").read_text()
