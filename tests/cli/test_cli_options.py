@@ -95,20 +95,21 @@ def _out_commands(tiny_nifti, tiny_checkpoint):
     }
 
 
-OUT_COMMANDS = ["preprocess", "train", "score", "calibrate", "make-sample-data",
-                "make-benchmark", "evaluate", "demo"]  # fmt: skip
+FOLDER_OUT = ["preprocess", "score", "make-sample-data", "make-benchmark", "evaluate", "demo"]
+CASES = [(c, False) for c in FOLDER_OUT] + [(c, True) for c in (*FOLDER_OUT, "train", "calibrate")]
 
 
-@pytest.mark.parametrize("command", OUT_COMMANDS)
-@pytest.mark.parametrize("under", [False, True], ids=["file", "under-a-file"])
+@pytest.mark.parametrize(
+    ("command", "under"), CASES, ids=[f"{c}-{'under-a-file' if u else 'file'}" for c, u in CASES]
+)
 def test_out_on_a_regular_file_is_one_clear_line(
     command, under, tiny_nifti, tiny_checkpoint, tmp_path, capsys
 ):
+    """A folder --out that is a file, or any --out under a file (a checkpoint --out may
+    name an existing file: replacing it is --overwrite's business)."""
     blocker = tmp_path / "taken.safetensors"
     blocker.write_text("not a folder")
     out = blocker / "run.safetensors" if under else blocker
-    if command in ("train", "calibrate") and not under:
-        pytest.skip("a checkpoint --out names a file: an existing one needs --overwrite")
     argv = [*_out_commands(tiny_nifti, tiny_checkpoint)[command], "--out", str(out)]
     with pytest.raises(SystemExit) as exc:
         main(argv)
