@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AnomalyMapsError
 
+if TYPE_CHECKING:
+    from ..checkpoint import Checkpoint
+
 __all__ = [
+    "Scorers",
     "add_list_scorers",
     "add_scorer_options",
     "checkpoint_and_scorers",
     "describe_scorers",
     "scorer_params",
 ]
+
+Scorers = list[tuple[str, dict[str, Any]]]
+"""``(name, params)`` pairs, as :func:`~anomaly_maps.scoring.score_volume` takes them."""
 
 
 def _cli_value(value: Any) -> str:
@@ -77,7 +84,7 @@ def add_scorer_options(parser: argparse.ArgumentParser, *, required: bool, help:
     add_list_scorers(parser)
 
 
-def scorer_params(names: Sequence[str], pairs: Sequence[str]) -> list[tuple[str, dict]]:
+def scorer_params(names: Sequence[str], pairs: Sequence[str]) -> Scorers:
     """``--param k=v`` (one scorer) or ``--param scorer:k=v``, parsed by each ParamSpec."""
     from ..scoring import get_scorer
 
@@ -105,7 +112,7 @@ def scorer_params(names: Sequence[str], pairs: Sequence[str]) -> list[tuple[str,
     return list(params.items())
 
 
-def checkpoint_and_scorers(args: argparse.Namespace):
+def checkpoint_and_scorers(args: argparse.Namespace) -> tuple[Scorers, Checkpoint]:
     """Check ``--scorer``/``--param`` names, load ``--checkpoint``, check the scorers fit."""
     from ..checkpoint import load_checkpoint
     from ..scoring import get_scorer

@@ -8,7 +8,7 @@ import argparse
 from ..errors import AnomalyMapsError
 from ._options import add_overwrite, add_run_options, out_folder
 from ._progress import bar_progress, command_line
-from ._scorers import add_scorer_options, scorer_params
+from ._scorers import Scorers, add_scorer_options, scorer_params
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bundle_models(args: argparse.Namespace, models: dict[str, str], scorers) -> None:
+def _bundle_models(args: argparse.Namespace, models: dict[str, str], scorers: Scorers) -> None:
     from tqdm import tqdm
 
     from ..demo import bundle_model

@@ -8,13 +8,7 @@ from pathlib import Path
 
 from ..errors import AnomalyMapsError
 from ..io import load_volume
-from ._options import (
-    add_overwrite,
-    add_run_options,
-    add_volume_index,
-    expand_paths,
-    out_folder,
-)
+from ._options import add_overwrite, add_run_options, add_volume_index, expand_paths, out_folder
 from ._progress import bar_progress
 from ._scorers import add_scorer_options, checkpoint_and_scorers
 
