@@ -211,3 +211,14 @@ def test_memory_bound_is_the_available_memory(tmp_path, tiny_nifti, monkeypatch)
         load_volume(tiny_nifti)
     monkeypatch.setattr(io, "available_memory", lambda: None)  # unknown: no bound
     assert load_volume(tiny_nifti).shape == (31, 33, 17)
+
+
+def test_available_memory_without_psutil_is_the_physical_memory(monkeypatch):
+    import os
+    import sys
+
+    from anomaly_maps.io import available_memory
+
+    monkeypatch.setitem(sys.modules, "psutil", None)  # import psutil -> ImportError
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert available_memory() == physical > 0
