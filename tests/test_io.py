@@ -1,4 +1,6 @@
 import gzip
+import os
+import sys
 import warnings
 
 import nibabel as nib
@@ -213,10 +215,8 @@ def test_memory_bound_is_the_available_memory(tmp_path, tiny_nifti, monkeypatch)
     assert load_volume(tiny_nifti).shape == (31, 33, 17)
 
 
+@pytest.mark.skipif(not hasattr(os, "sysconf"), reason="no sysconf (Windows)")
 def test_available_memory_without_psutil_is_the_physical_memory(monkeypatch):
-    import os
-    import sys
-
     from anomaly_maps.io import available_memory
 
     monkeypatch.setitem(sys.modules, "psutil", None)  # import psutil -> ImportError
