@@ -7,7 +7,7 @@ import pytest
 
 from anomaly_maps.benchmark import make_benchmark
 from anomaly_maps.cli import main
-from anomaly_maps.io import load_volume
+from anomaly_maps.io import load_volume, save_volume
 from anomaly_maps.scoring import get_scorer, list_scorers
 
 
@@ -82,10 +82,7 @@ def test_same_name_from_two_folders_is_refused_before_any_work(
 
 
 def test_preprocess_refuses_colliding_names_before_any_work(tiny_nifti, tmp_path, capsys):
-    copy = tmp_path / "b" / "tiny_head.nii"  # same stem, other suffix
-    copy.parent.mkdir()
-    shutil.copyfile(tiny_nifti, copy.with_suffix(".nii.gz"))
-    copy = copy.with_suffix(".nii.gz")
+    copy = save_volume(load_volume(tiny_nifti), tmp_path / "b" / "tiny_head.nii")  # same stem
     out = tmp_path / "out"
     assert main(["preprocess", str(tiny_nifti), str(copy), "--size", "16", "--out", str(out)]) == 2
     err = capsys.readouterr().err
