@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._fileio import atomic_path, full_suffix
+from ._fileio import full_suffix, write_text
 from .errors import AnomalyMapsError
 from .io import Volume, save_volume
 from .preprocessing import PreprocessingSpec, SliceStack, slices_to_volume, to_slices
@@ -126,12 +126,6 @@ def score_outputs(
     _checked({s: [p for f in per.values() for p in f.paths()] for s, per in plan.items()},
              overwrite)  # fmt: skip
     return plan
-
-
-def write_text(path: Path, text: str, *, overwrite: bool) -> None:
-    """Write a small text file atomically (temporary file, then rename)."""
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        tmp.write_text(text)
 
 
 def write_score(

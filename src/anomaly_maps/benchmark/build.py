@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._config import is_int
-from .._fileio import atomic_path
+from .._fileio import write_text
 from ..errors import AnomalyMapsError, ParameterError
 from ..io import Volume, save_volume
 from .anomalies import insert_anomaly
@@ -59,11 +59,6 @@ def _check_target(out: Path, overwrite: bool) -> None:
         )
 
 
-def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
 def _assignments(n: int, spec: BenchmarkSpec, rng: np.random.Generator) -> list[str]:
     """Anomaly kind (or "none") per case: round(n * fraction) anomalous, kinds in turn,
     order shuffled."""
@@ -82,7 +77,7 @@ def _write_case(
     is_anomalous = int(kind != "none")
     save_volume(Volume(data, affine), folder / "toy" / name)
     save_volume(Volume(label, affine), folder / "toy_label" / "pixel" / name)
-    _write_text(folder / "toy_label" / "sample" / f"{name}.txt", f"{is_anomalous}\n")
+    write_text(folder / "toy_label" / "sample" / f"{name}.txt", f"{is_anomalous}\n")
     return Case(folder.name, name, is_anomalous, label_voxels=int(label.sum()), **info)
 
 
@@ -185,9 +180,9 @@ def make_benchmark(
             "template": SAMPLES["brain"][1] if bundled else str(source.volume.path),
             "spec": {"format_version": spec.format_version, **spec.to_dict()},
         }
-        _write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
         if bundled:  # its licence asks for the notice in all copies
-            _write_text(tmp / "LICENSE-MNI152.txt", MNI152_NOTICE)
+            write_text(tmp / "LICENSE-MNI152.txt", MNI152_NOTICE)
         _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -55,16 +55,10 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     for calibration in calibrations:
         checkpoint = with_calibration(checkpoint, calibration)
-        pixel = calibration.pixel_quantiles is not None
-        median, high = (calibration.quantile(q, pixel=pixel) for q in (0.5, 0.99))
-        dice = "" if calibration.dice is None else (
-            f", best Dice {calibration.dice:.3f} at {calibration.dice_threshold:.4g}"
-        )  # fmt: skip
-        print(f"{calibration.scorer}: healthy {'map' if pixel else 'slice score'} median "
-              f"{median:.4g}, 99th percentile {high:.4g}{dice}")  # fmt: skip
+        print(calibration.report_line())
     save_checkpoint(
         args.out, checkpoint.models, preprocessing=checkpoint.preprocessing,
-        training=checkpoint.training, metrics=checkpoint.metrics, overwrite=args.overwrite,
+        records=checkpoint.records, overwrite=args.overwrite,
     )  # fmt: skip
     print(f"wrote {args.out}")
     return 0

@@ -95,7 +95,7 @@ def _tqdm_progress(batches, epoch: int, split: str):
 def run(args: argparse.Namespace) -> int:
     """Train a model on healthy volumes; writes the checkpoint after every epoch."""
     from ..preprocessing import PreprocessingSpec
-    from ..training import TrainConfig, _dist_from_env, metrics_path, train
+    from ..training import TrainConfig, dist_from_env, metrics_path, train
 
     model_config = _model_config(args)
     preprocessing = PreprocessingSpec(
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         augment=not args.no_augment,
         amp=not args.no_amp,
     )
-    main_rank = _dist_from_env().main
+    main_rank = dist_from_env().main
     if not main_rank:  # one copy of every warning, from rank 0
         logging.getLogger("anomaly_maps").setLevel(logging.ERROR)
     result = train(

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 from ..benchmark import Case, read_cases
 from ..checkpoint import Checkpoint
 from ..errors import AnomalyMapsError
-from ..io import Volume, load_volume, save_volume
-from .results import OUTPUT_FILES, Evaluation, evaluate, write_text
+from ..io import Volume, load_volume
+from ..outputs import ScoreFiles, write_score
+from .results import OUTPUT_FILES, Evaluation, evaluate
 
 if TYPE_CHECKING:
     from ..scoring import VolumeScore
@@ -130,11 +131,8 @@ def evaluate_checkpoint(
             for raw in raw_results:
                 result = normalize_result(raw, "mood", calibrations[raw.scorer])
                 folder = predictions / split / raw.scorer
-                if result.map is not None:
-                    save_volume(volume.with_data(result.map), folder / case.case,
-                                overwrite=overwrite)  # fmt: skip
-                write_text(folder / f"{case.case}.txt", f"{result.volume_score:.8g}\n",
-                            overwrite=overwrite)  # fmt: skip
+                files = ScoreFiles(folder / case.case, folder / f"{case.case}.txt", None)
+                write_score(volume, result, files, overwrite=overwrite)
     with_val = bool(splits["val"])
     evaluation = evaluate(
         predictions / "test",

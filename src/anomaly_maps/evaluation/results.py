@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._fileio import atomic_path
+from .._fileio import write_text
 from ..benchmark import Case, read_cases
 from ..errors import AnomalyMapsError
 from ..metrics import ScoreCounts, pool_counts, score_counts
@@ -26,7 +26,7 @@ from .reading import (
     val_folder,
 )
 
-__all__ = ["OUTPUT_FILES", "Evaluation", "Result", "evaluate", "write_text"]
+__all__ = ["OUTPUT_FILES", "Evaluation", "Result", "evaluate"]
 
 OUTPUT_FILES = ("results.md", "results.csv", "roc.png", "pr.png")
 """What :meth:`Evaluation.write` puts in its folder."""
@@ -127,11 +127,6 @@ class Evaluation:
         for path, kind in zip(paths[2:], ("roc", "pr"), strict=True):
             write_curves(path, kind, self.pixel_counts, self.sample_counts, overwrite=overwrite)
         return paths
-
-
-def write_text(path: Path, text: str, *, overwrite: bool) -> None:
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        tmp.write_text(text)
 
 
 def _groups(names: Sequence[str], cases: list[Case] | None) -> dict[str, list[str]]:

@@ -28,8 +28,6 @@ from .epoch import autocast_for, optimizer_step
 from .files import metrics_path, resume_path
 from .run import TrainResult, train
 
-_dist_from_env = dist_from_env  # the name cli.py imports
-
 __all__ = [
     "SliceData",
     "TrainConfig",
