@@ -25,13 +25,13 @@ from qtpy.QtWidgets import (
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 from superqt import QLabeledDoubleSlider
 
 from ..errors import AnomalyMapsError
 from ..scoring.postprocess import NORMALIZATIONS, healthy_p99_value, normalize_map
+from ._docks import scrolling_layout
 from ._layers import MaskOverlay, add_or_update, heat_limits, map_info
 from ._state import viewer_state
 from ._threshold import LabelStats
@@ -99,7 +99,7 @@ class CompareWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.compare_button)
         buttons.addWidget(self.stop_button)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addWidget(QLabel("Maps (tick two or more):"))
         layout.addWidget(self.maps)
         layout.addLayout(form)

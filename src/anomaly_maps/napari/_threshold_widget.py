@@ -18,13 +18,13 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 from superqt import QLabeledDoubleSlider
 
 from ..errors import AnomalyMapsError
 from ..scoring.calibration import Calibration
+from ._docks import scrolling_layout
 from ._layers import MaskOverlay, displayed_plane, map_info
 from ._plots import SmallPlot
 from ._state import viewer_state
@@ -71,6 +71,7 @@ class ThresholdWidget(QWidget):
         self.contour = QCheckBox("outline only")
         self.contour.toggled.connect(self._style_changed)
         self.flagged = QLabel()
+        self.flagged.setWordWrap(True)
         self.dice_button = QPushButton("Best Dice (validation)")
         self.dice_button.setToolTip("The threshold with the best Dice on the labelled "
                                     "validation volumes stored with the model")  # fmt: skip
@@ -96,7 +97,7 @@ class ThresholdWidget(QWidget):
         fpr_row = QHBoxLayout()
         fpr_row.addWidget(self.fpr)
         fpr_row.addWidget(self.fpr_button)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.flagged)
         layout.addWidget(QLabel("Automatic thresholds:"))
