@@ -54,7 +54,7 @@ def show_view(
     others = [d for d in viewer.dims.order if d not in dims]
     viewer.dims.ndisplay = 2
     viewer.dims.order = (*others, through, up, across)
-    viewer.camera.orientation2d = _ORIENTATION
+    viewer.scene.camera.orientation2d = _ORIENTATION
     if index is not None:
         offset = viewer.dims.ndim - layer.ndim
         show_plane(viewer, layer, through - offset, index)
