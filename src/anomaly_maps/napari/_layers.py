@@ -234,4 +234,5 @@ class MaskOverlay:
                 plane[1] if a == plane[0] else slice(None) for a in range(self.layer.ndim)
             )
         self.index.apply(self.threshold, self.buffer, where)
-        self.layer.refresh()
+        # only the slice changed: no extent, highlight or (while dragging) thumbnail work
+        self.layer.refresh(thumbnail=plane is None, extent=False, highlight=False)
