@@ -24,8 +24,8 @@ DOCK_WIDTH = 320
 """Width (px) the demo gives the right-hand docks: on 1366 px, most is left to the canvas."""
 LEFT_DOCK_WIDTH = 250
 """Width (px) the demo gives napari's layer list and layer controls."""
-SCORE_HEIGHT = 250
-"""Height (px) the demo gives the score dock: settings, scorer list, buttons."""
+SCORE_HEIGHT = 150
+"""Height (px) the demo gives the score dock (it scrolls): the threshold dock gets the rest."""
 TITLE_HEIGHT = 24
 """Height (px) of a dock's title bar."""
 _MIN_HEIGHT = 90

@@ -15,6 +15,7 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QToolButton,
     QWidget,
 )
@@ -140,6 +141,7 @@ class ModelWidget(QWidget):
         form = QFormLayout()
         form.addRow("Device", self.device)
         layout = scrolling_layout(self)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         layout.addWidget(self.open_button)
         layout.addWidget(self.bundled)
         layout.addLayout(form)
@@ -151,6 +153,7 @@ class ModelWidget(QWidget):
     def show_card(self, shown: bool) -> None:
         """Unfold (or fold) the model card under its one-line summary."""
         self.card.setVisible(shown)
+        self.updateGeometry()  # the dock may grow to the card (it scrolls otherwise)
         self.card_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
     def _choose_file(self) -> None:

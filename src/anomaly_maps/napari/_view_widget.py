@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from napari.layers import Image, Labels
-from qtpy.QtWidgets import QHBoxLayout, QPushButton, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QPushButton, QSizePolicy, QWidget
 
 from ._views import VIEWS, View, show_view
 
@@ -23,6 +23,7 @@ class ViewWidget(QWidget):
         super().__init__()
         self.viewer = viewer
         self.buttons: dict[str, QPushButton] = {}
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         row = QHBoxLayout(self)
         row.setContentsMargins(6, 2, 6, 2)
         for view in VIEWS:

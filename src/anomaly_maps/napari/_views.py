@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import napari
     from napari.layers import Layer
 
-__all__ = ["VIEWS", "View", "show_view", "upright_when_opened"]
+__all__ = ["VIEWS", "View", "ras_dims", "show_view", "upright_when_opened"]
 
 View = Literal["axial", "coronal", "sagittal"]
 VIEWS: dict[str, tuple[int, int, int]] = {
