@@ -67,7 +67,7 @@ def test_scans_open_upright_axial_and_switch_views(make_napari_viewer, tmp_path,
 
 def test_a_second_scan_keeps_the_users_view(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer(show=True)
-    [layer] = viewer.open(str(_scan(tmp_path, "RAS")), plugin=PLUGIN)
+    viewer.open(str(_scan(tmp_path, "RAS")), plugin=PLUGIN)
     ViewWidget(viewer).turn("sagittal")
     order = viewer.dims.order
     viewer.open(str(_scan(tmp_path, "LPS")), plugin=PLUGIN)

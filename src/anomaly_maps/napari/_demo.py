@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QApplication, QDockWidget
+from qtpy.QtWidgets import QApplication
 
 from ..demo import demo_params, lesion_plane
 from ..errors import AnomalyMapsError, ParameterError
 from ..samples import sample_path
-from ._docks import DOCK_WIDTH, LEFT_DOCK_WIDTH, SCORE_HEIGHT, TITLE_HEIGHT, content_height
+from ._docks import DOCK_WIDTH, SCORE_HEIGHT, TITLE_HEIGHT, content_height
 from ._layers import layer_volume
 from ._views import show_view
 
@@ -53,8 +53,8 @@ def dock_widgets(viewer: napari.Viewer) -> dict[str, QWidget]:
     """Dock the demo's widgets on the right, sized to leave most of the width to the canvas.
 
     Threshold shares a tab with compare (the canvas keeps its room) and is the one in
-    front: it is the dock the demo is about. The model dock gets the height of its
-    folded card, scoring and threshold share the rest.
+    front: it is the dock the demo is about. The view and model docks get the height of
+    their content (the card folded), scoring a few rows, threshold the rest.
     """
     docks = {
         name: viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=name == WIDGETS[-1])
@@ -65,16 +65,7 @@ def dock_widgets(viewer: napari.Viewer) -> dict[str, QWidget]:
     QApplication.processEvents()  # lay the docks out before sharing the room
     window = threshold.parentWidget()  # the QMainWindow holding every dock
     right = [dock for dock, _ in docks.values()]
-    left = [
-        dock
-        for dock in window.findChildren(QDockWidget)
-        if window.dockWidgetArea(dock) == Qt.DockWidgetArea.LeftDockWidgetArea
-    ]
-    window.resizeDocks(
-        right + left,
-        [DOCK_WIDTH] * len(right) + [LEFT_DOCK_WIDTH] * len(left),
-        Qt.Orientation.Horizontal,
-    )
+    window.resizeDocks(right, [DOCK_WIDTH] * len(right), Qt.Orientation.Horizontal)
     column = [docks[name][0] for name in WIDGETS[:3]] + [threshold]
     room = sum(dock.height() for dock in column)
     view = docks["Anatomical view"][1].sizeHint().height() + TITLE_HEIGHT

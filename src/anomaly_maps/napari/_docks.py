@@ -13,7 +13,6 @@ from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
 __all__ = [
     "DOCK_WIDTH",
-    "LEFT_DOCK_WIDTH",
     "SCORE_HEIGHT",
     "TITLE_HEIGHT",
     "content_height",
@@ -22,8 +21,6 @@ __all__ = [
 
 DOCK_WIDTH = 320
 """Width (px) the demo gives the right-hand docks: on 1366 px, most is left to the canvas."""
-LEFT_DOCK_WIDTH = 250
-"""Width (px) the demo gives napari's layer list and layer controls."""
 SCORE_HEIGHT = 150
 """Height (px) the demo gives the score dock (it scrolls): the threshold dock gets the rest."""
 TITLE_HEIGHT = 24

@@ -76,7 +76,8 @@ def layer_affine(meta: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray:
 
     The source affine in ``metadata`` wins when the data still has the source's shape
     (no float drift from napari's decomposition); otherwise it is rebuilt from the
-    layer's own transform.
+    layer's own transform, its world rows put back in RAS order (see
+    :func:`world_affine`) when ``axis_labels`` name them.
     """
     from napari.utils.transforms import Affine
 
@@ -92,4 +93,8 @@ def layer_affine(meta: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray:
     ).affine_matrix
     extra = meta.get("affine")
     extra = np.eye(4) if extra is None else np.asarray(getattr(extra, "affine_matrix", extra))
-    return extra @ own
+    world = extra @ own
+    labels = list(meta.get("axis_labels") or ())
+    if sorted(labels) == sorted(RAS_AXES):  # world dims in data-axis order: back to RAS rows
+        world = world[[*(labels.index(axis) for axis in RAS_AXES), 3]]
+    return world

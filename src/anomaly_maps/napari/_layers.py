@@ -64,6 +64,7 @@ def layer_state(layer: Layer) -> dict[str, Any]:
         "rotate": layer.rotate,
         "shear": layer.shear,
         "affine": layer.affine.affine_matrix,
+        "axis_labels": layer.axis_labels,
     }
 
 

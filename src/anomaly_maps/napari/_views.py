@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from ..errors import ParameterError
 from ._geometry import layer_affine, ras_axes
 from ._layers import layer_state, show_plane
 
@@ -48,7 +49,7 @@ def show_view(
     point under study).
     """
     if view not in VIEWS:
-        raise ValueError(f"view {view!r}: expected one of {list(VIEWS)}")
+        raise ParameterError(f"view {view!r}: expected one of {list(VIEWS)}")
     dims = ras_dims(viewer, layer)
     through, up, across = (dims[axis] for axis in VIEWS[view])
     others = [d for d in viewer.dims.order if d not in dims]
