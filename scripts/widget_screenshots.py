@@ -1,4 +1,8 @@
-"""Regenerate the dock-widget screenshots in docs/ (run under a display, e.g. `xvfb-run -a`).
+"""Dock-widget screenshots from a benchmark case (run under a display, e.g. `xvfb-run -a`).
+
+The screenshots in docs/ now come from the demo at 1366x768 (`scripts/screenshots.py
+--demo`, no benchmark or training needed); this script writes the same three files from
+a trained model and a benchmark case instead.
 
 xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/widget_screenshots.py \\
     --checkpoint runs/vae64.safetensors --bench bench128 --case 00019
