@@ -1,4 +1,8 @@
-"""Regenerate the dock-widget screenshots in docs/ (run under a display, e.g. `xvfb-run -a`).
+"""Dock-widget screenshots from a benchmark case (run under a display, e.g. `xvfb-run -a`).
+
+The screenshots in docs/ now come from the demo at 1366x768 (`scripts/screenshots.py
+--demo`, no benchmark or training needed); this script writes the same three files from
+a trained model and a benchmark case instead.
 
 xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/widget_screenshots.py \\
     --checkpoint runs/vae64.safetensors --bench bench128 --case 00019
@@ -29,7 +33,8 @@ from qtpy.QtWidgets import QAbstractItemView, QApplication
 
 from anomaly_maps.checkpoint import load_checkpoint, save_checkpoint
 from anomaly_maps.io import load_volume
-from anomaly_maps.napari._layers import show_plane
+from anomaly_maps.napari._geometry import ras_axes
+from anomaly_maps.napari._views import show_view
 from anomaly_maps.scoring.calibration import calibrate, find_calibration, with_calibration
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -84,14 +89,6 @@ def save_png(viewer: napari.Viewer, name: str) -> None:
     image.save(DOCS / name, optimize=True)
 
 
-def upright_axial(viewer: napari.Viewer, scan: napari.layers.Image, file_index: int) -> None:
-    """Axial plane ``file_index`` of a RAS-ordered scan, anterior up, zoomed to fit."""
-    viewer.dims.order = (2, 1, 0)  # slider over I->S, rows P->A, columns L->R
-    viewer.scene.camera.orientation2d = ("up", "right")
-    show_plane(viewer, scan, 2, file_index)
-    viewer.reset_view()
-
-
 def main(checkpoint: Path, bench: Path, case: str, calibrated: Path) -> None:
     model_file = calibrated_copy(checkpoint, bench, calibrated)
     viewer = napari.Viewer(title=f"anomaly-maps: benchmark case {case}")
@@ -101,7 +98,8 @@ def main(checkpoint: Path, bench: Path, case: str, calibrated: Path) -> None:
     [lesion] = viewer.open(str(bench / "test/toy_label/pixel" / f"{case}.nii.gz"), plugin=PLUGIN)
     lesion.name, lesion.contour = "lesion (label)", 1
     lesion.colormap = DirectLabelColormap(color_dict={None: "transparent", 1: "lime"})
-    centre = int(np.argwhere(lesion.data > 0)[:, 2].mean().round())  # axial plane
+    axial = ras_axes(lesion.metadata["affine"]).index(2)  # the data axis running I-S
+    centre = int(np.argwhere(lesion.data > 0)[:, axial].mean().round())
 
     dock = viewer.window.add_plugin_dock_widget
     model_dock, model = dock(PLUGIN, "Anomaly model")
@@ -120,7 +118,7 @@ def main(checkpoint: Path, bench: Path, case: str, calibrated: Path) -> None:
     rec, grad = (viewer.layers[f"{scan.name} {name}"] for name in names)
     grad.visible = False
     viewer.layers.move_multiple([viewer.layers.index(lesion)], len(viewer.layers))
-    upright_axial(viewer, scan, centre)
+    show_view(viewer, scan, "axial", centre)
     [top] = score.scorers.findItems(f"{min(names)}:", Qt.MatchFlag.MatchStartsWith)
     score.scorers.scrollToItem(top, QAbstractItemView.ScrollHint.PositionAtTop)
     save_png(viewer, "widget_score.png")
@@ -143,7 +141,7 @@ def main(checkpoint: Path, bench: Path, case: str, calibrated: Path) -> None:
     compare.normalization.setCurrentText("model")
     compare.truth.value = lesion
     compare.compare_button.click()
-    upright_axial(viewer, scan, centre)
+    show_view(viewer, scan, "axial", centre)
     save_png(viewer, "widget_compare.png")
     viewer.close()
 

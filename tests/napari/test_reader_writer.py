@@ -47,6 +47,32 @@ def test_reader_lps_file_uses_reflection():
     np.testing.assert_allclose(layer.data_to_world(np.array([1.0, 1, 1])), (-2, -2, 3))
 
 
+def test_permuted_file_keeps_ras_millimetres_in_data_axis_order(tmp_path):
+    """A sagittal acquisition (voxel axes A, S, L): world dim k runs along data axis k,
+    names its RAS direction, and every coordinate stays the file's millimetres; a layer
+    whose data changed shape saves with its own transform, back in RAS rows."""
+    from anomaly_maps.io import Volume
+    from anomaly_maps.napari._geometry import layer_affine
+    from anomaly_maps.napari._reader import volume_layer_data
+
+    affine = np.array([[0, 0, -1.5, 90], [2.0, 0, 0, -100], [0, 2.5, 0, -60], [0, 0, 0, 1]])
+    assert nib.aff2axcodes(affine) == ("A", "S", "L")
+    layer = _layer(volume_layer_data(Volume(np.ones((4, 5, 6), np.float32), affine)))
+    assert layer.axis_labels == ("P→A", "I→S", "L→R")
+    np.testing.assert_allclose(layer.rotate, np.diag([1.0, 1.0, -1.0]), atol=1e-12)
+    for idx in [(0, 0, 0), (3, 4, 5), (1, 2, 3)]:
+        world = layer.data_to_world(np.asarray(idx, float))
+        ras = (affine @ [*idx, 1])[:3]
+        np.testing.assert_allclose(world, ras[[1, 2, 0]], atol=1e-9)
+    state = {
+        "metadata": dict(layer.metadata, shape=(9, 9, 9)),  # not the data's shape any more
+        "scale": layer.scale, "translate": layer.translate, "rotate": layer.rotate,
+        "shear": layer.shear, "affine": layer.affine.affine_matrix,
+        "axis_labels": layer.axis_labels,
+    }  # fmt: skip
+    np.testing.assert_allclose(layer_affine(state, (4, 5, 6)), affine, atol=1e-9)
+
+
 def test_small_integer_file_opens_as_labels(tmp_path):
     seg = np.zeros((8, 9, 10), np.uint8)
     seg[2:5, 3:6, 4:7] = 1

@@ -77,9 +77,14 @@ def test_preview_lands_on_the_displayed_plane(viewer, widgets, tiny_checkpoint, 
     others = np.delete(preview.data, index, axis=axis)
     assert not others.any()
     # the plane napari draws for this oblique scan is the one that was scored
+    # (in the order napari displays the plane's axes: upright, rows before columns)
+    remaining = [a for a in range(3) if a != axis]
+    on_screen = [remaining.index(d) for d in viewer.dims.displayed]
     shown = np.asarray(viewer.layers["tiny_head"]._slice.image.raw)
-    np.testing.assert_array_equal(shown, np.take(volume.data, index, axis=axis))
-    np.testing.assert_array_equal(np.asarray(preview._slice.image.raw), plane)
+    np.testing.assert_array_equal(
+        shown, np.take(volume.data, index, axis=axis).transpose(on_screen)
+    )
+    np.testing.assert_array_equal(np.asarray(preview._slice.image.raw), plane.transpose(on_screen))
 
 
 def _score(qtbot, score, scorers, **settings):

@@ -25,13 +25,13 @@ from qtpy.QtWidgets import (
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 from superqt import QLabeledDoubleSlider
 
 from ..errors import AnomalyMapsError
-from ..scoring.postprocess import NORMALIZATIONS, normalize_map
+from ..scoring.postprocess import NORMALIZATIONS, healthy_p99_value, normalize_map
+from ._docks import scrolling_layout
 from ._layers import MaskOverlay, add_or_update, heat_limits, map_info
 from ._state import viewer_state
 from ._threshold import LabelStats
@@ -50,10 +50,6 @@ def grid_of(viewer: Any) -> Any:
     ``viewer.grid`` is deprecated), ``viewer.grid`` before."""
     canvas = getattr(viewer, "canvas", None)
     return canvas.grid if hasattr(canvas, "grid") else viewer.grid
-
-
-_P99_AT = {"volume": 1.0, "model": 1.0, "mood": 0.75}
-"""Where each normalisation puts a 99th percentile: the first shared threshold."""
 
 
 class CompareWidget(QWidget):
@@ -103,7 +99,7 @@ class CompareWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.compare_button)
         buttons.addWidget(self.stop_button)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addWidget(QLabel("Maps (tick two or more):"))
         layout.addWidget(self.maps)
         layout.addLayout(form)
@@ -223,8 +219,8 @@ class CompareWidget(QWidget):
                                 max(o.index.range[1] for o in self.overlays))  # fmt: skip
         self.threshold.setEnabled(True)
         self.stop_button.setEnabled(True)
-        first = _P99_AT[method] if method in _P99_AT else self.overlays[0].index.value(99)
-        self.set_threshold(first)
+        first = healthy_p99_value(method)  # the same first threshold for every map
+        self.set_threshold(self.overlays[0].index.value(99) if first is None else first)
         self.threshold.setValue(self.overlays[0].threshold)
 
     def _arrange(self, per_cell: int) -> None:

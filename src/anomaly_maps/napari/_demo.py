@@ -6,21 +6,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QApplication
+
 from ..demo import demo_params, lesion_plane
 from ..errors import AnomalyMapsError, ParameterError
 from ..samples import sample_path
-from ._layers import layer_volume, show_plane
+from ._docks import DOCK_WIDTH, SCORE_HEIGHT, TITLE_HEIGHT, content_height
+from ._layers import layer_volume
+from ._views import show_view
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Image, Labels
     from qtpy.QtWidgets import QWidget
 
-__all__ = ["PLUGIN", "WIDGETS", "Demo", "build_demo", "open_demo"]
+__all__ = ["PLUGIN", "WIDGETS", "Demo", "build_demo", "dock_widgets", "open_demo"]
 
 PLUGIN = "napari-anomaly-maps"
-WIDGETS = ("Anomaly model", "Anomaly scoring", "Anomaly threshold", "Compare anomaly maps")
-"""The dock widgets the demo opens, by their display names in the manifest."""
+WIDGETS = (
+    "Anatomical view",
+    "Anomaly model",
+    "Anomaly scoring",
+    "Compare anomaly maps",
+    "Anomaly threshold",
+)
+"""The dock widgets the demo opens, by their display names in the manifest (the last
+one shares a tab with, and is shown in front of, the one before)."""
 
 
 @dataclass(eq=False)
@@ -37,12 +49,31 @@ class Demo:
     ready: bool = False
 
 
-def show_axial(viewer: napari.Viewer, scan: Image, plane: tuple[int, int]) -> None:
-    """Axial plane ``(data axis, index)`` of ``scan``, upright: anterior up, left-right across."""
-    viewer.dims.order = (2, 1, 0)  # slider over I->S, rows P->A, columns L->R (RAS world)
-    viewer.scene.camera.orientation2d = ("up", "right")
-    show_plane(viewer, scan, *plane)
-    viewer.reset_view()
+def dock_widgets(viewer: napari.Viewer) -> dict[str, QWidget]:
+    """Dock the demo's widgets on the right, sized to leave most of the width to the canvas.
+
+    Threshold shares a tab with compare (the canvas keeps its room) and is the one in
+    front: it is the dock the demo is about. The view and model docks get the height of
+    their content (the card folded), scoring a few rows, threshold the rest.
+    """
+    docks = {
+        name: viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=name == WIDGETS[-1])
+        for name in WIDGETS
+    }
+    threshold = docks["Anomaly threshold"][0]
+    threshold.raise_()
+    QApplication.processEvents()  # lay the docks out before sharing the room
+    window = threshold.parentWidget()  # the QMainWindow holding every dock
+    right = [dock for dock, _ in docks.values()]
+    window.resizeDocks(right, [DOCK_WIDTH] * len(right), Qt.Orientation.Horizontal)
+    column = [docks[name][0] for name in WIDGETS[:3]] + [threshold]
+    room = sum(dock.height() for dock in column)
+    view = docks["Anatomical view"][1].sizeHint().height() + TITLE_HEIGHT
+    model = content_height(docks["Anomaly model"][1]) + TITLE_HEIGHT
+    rest = max(room - view - model - SCORE_HEIGHT, SCORE_HEIGHT)
+    heights = [view, model, SCORE_HEIGHT, rest]
+    window.resizeDocks(column, heights, Qt.Orientation.Vertical)
+    return {name: widget for name, (_, widget) in docks.items()}
 
 
 def build_demo(
@@ -63,10 +94,7 @@ def build_demo(
     """
     scan, label = viewer.open_sample(PLUGIN, "demo")
     label.contour = 1  # an outline: the map stays visible inside the lesion
-    widgets = {  # compare shares a tab with threshold: the canvas keeps its room
-        name: viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=name == WIDGETS[-1])[1]
-        for name in WIDGETS
-    }
+    widgets = dock_widgets(viewer)
     model_widget, score = widgets["Anomaly model"], widgets["Anomaly scoring"]
     checkpoint = model_widget.load(sample_path(model))
     if checkpoint is None:
@@ -78,7 +106,7 @@ def build_demo(
     model_widget.device.setCurrentIndex(index)
 
     demo = Demo(viewer, scan, label, widgets, scorer, lesion_plane(layer_volume(label)))
-    show_axial(viewer, scan, demo.plane)
+    show_view(viewer, scan, "axial", demo.plane[1])
     score.layer.value = scan
     score.select_scorers([scorer])
     if scorer not in score.selected_scorers():
@@ -102,7 +130,7 @@ def _show_map(demo: Demo) -> None:
     threshold.set_validation_dice()
     layers = demo.viewer.layers
     layers.move(layers.index(demo.label), len(layers))  # the outline on top
-    show_axial(demo.viewer, demo.scan, demo.plane)
+    show_view(demo.viewer, demo.scan, "axial", demo.plane[1])
     demo.ready = True
 
 

@@ -10,11 +10,40 @@ from __future__ import annotations
 
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 
 from ..io import Volume
 
-__all__ = ["layer_affine", "layer_geometry", "volume_metadata"]
+__all__ = [
+    "RAS_AXES",
+    "layer_affine",
+    "layer_geometry",
+    "ras_axes",
+    "volume_metadata",
+    "world_affine",
+]
+
+RAS_AXES = ("L→R", "P→A", "I→S")
+"""Labels of the world axes R, A, S (NIfTI RAS+ millimetres)."""
+
+
+def ras_axes(affine: np.ndarray) -> tuple[int, int, int]:
+    """The world axis (0 = R, 1 = A, 2 = S) each data axis runs closest to."""
+    return tuple(int(a) for a in nib.io_orientation(np.asarray(affine))[:, 0])
+
+
+def world_affine(affine: np.ndarray) -> np.ndarray:
+    """``affine`` with its world rows in data-axis order: napari's world for the layer.
+
+    napari slices data axis ``k`` along world dim ``k``, so a layer whose transform
+    permutes axes (a sagittal or coronal acquisition) cannot be shown in 2D. Reordering
+    the world axes to follow the data axes keeps every coordinate in RAS millimetres
+    (dim ``k`` is RAS axis ``ras_axes(affine)[k]``) and leaves only flips and small
+    rotations in the transform; RAS- and LPS-ordered scans are unchanged.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    return affine[[*ras_axes(affine), 3]]
 
 
 def layer_geometry(affine: np.ndarray) -> dict[str, Any]:
@@ -47,7 +76,8 @@ def layer_affine(meta: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray:
 
     The source affine in ``metadata`` wins when the data still has the source's shape
     (no float drift from napari's decomposition); otherwise it is rebuilt from the
-    layer's own transform.
+    layer's own transform, its world rows put back in RAS order (see
+    :func:`world_affine`) when ``axis_labels`` name them.
     """
     from napari.utils.transforms import Affine
 
@@ -63,4 +93,8 @@ def layer_affine(meta: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray:
     ).affine_matrix
     extra = meta.get("affine")
     extra = np.eye(4) if extra is None else np.asarray(getattr(extra, "affine_matrix", extra))
-    return extra @ own
+    world = extra @ own
+    labels = list(meta.get("axis_labels") or ())
+    if sorted(labels) == sorted(RAS_AXES):  # world dims in data-axis order: back to RAS rows
+        world = world[[*(labels.index(axis) for axis in RAS_AXES), 3]]
+    return world

@@ -29,6 +29,7 @@ __all__ = [
     "add_or_update",
     "displayed_plane",
     "heat_limits",
+    "layer_state",
     "layer_volume",
     "map_info",
     "show_plane",
@@ -54,8 +55,8 @@ def transform_kwargs(layer: Layer) -> dict[str, Any]:
     }
 
 
-def _state(layer: Layer) -> dict[str, Any]:
-    """The parts of napari's layer state that :func:`layer_affine` reads."""
+def layer_state(layer: Layer) -> dict[str, Any]:
+    """The parts of napari's layer state that :func:`~._geometry.layer_affine` reads."""
     return {
         "metadata": layer.metadata,
         "scale": layer.scale,
@@ -63,6 +64,7 @@ def _state(layer: Layer) -> dict[str, Any]:
         "rotate": layer.rotate,
         "shear": layer.shear,
         "affine": layer.affine.affine_matrix,
+        "axis_labels": layer.axis_labels,
     }
 
 
@@ -71,13 +73,16 @@ def layer_volume(layer: Image) -> Volume:
     data = np.asarray(layer.data)
     path = layer.metadata.get("source_path")
     return Volume(
-        data, layer_affine(_state(layer), data.shape), path, layer.metadata.get("nifti_header")
+        data,
+        layer_affine(layer_state(layer), data.shape),
+        path,
+        layer.metadata.get("nifti_header"),
     )
 
 
 def voxel_ml(layer: Layer) -> float:
     """Volume of one voxel of ``layer`` in millilitres."""
-    affine = layer_affine(_state(layer), np.shape(layer.data))
+    affine = layer_affine(layer_state(layer), np.shape(layer.data))
     return abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
 
 
@@ -230,4 +235,5 @@ class MaskOverlay:
                 plane[1] if a == plane[0] else slice(None) for a in range(self.layer.ndim)
             )
         self.index.apply(self.threshold, self.buffer, where)
-        self.layer.refresh()
+        # only the slice changed: no extent, highlight or (while dragging) thumbnail work
+        self.layer.refresh(thumbnail=plane is None, extent=False, highlight=False)

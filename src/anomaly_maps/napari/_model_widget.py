@@ -15,13 +15,15 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QLabel,
     QPushButton,
-    QVBoxLayout,
+    QSizePolicy,
+    QToolButton,
     QWidget,
 )
 
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..device import available_devices, resolve_device
 from ..errors import AnomalyMapsError
+from ._docks import scrolling_layout
 from ._state import viewer_state
 
 if TYPE_CHECKING:
@@ -77,9 +79,18 @@ class ModelWidget(QWidget):
             lambda _: self.state.set_device(self.device.currentData())
         )
 
-        self.card = QLabel("No checkpoint loaded.")
+        self.card_button = QToolButton()
+        self.card_button.setText("No checkpoint loaded.")
+        self.card_button.setToolTip("Show or hide the model card")
+        self.card_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.card_button.setCheckable(True)
+        self.card_button.setEnabled(False)
+        self.card_button.toggled.connect(self.show_card)
+        self.card = QLabel()
         self.card.setWordWrap(True)
+        self.card.setMinimumWidth(1)  # the table wraps to the dock, never widens it
         self.card.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.show_card(False)
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setStyleSheet("color: #ff6b6b")
@@ -87,13 +98,21 @@ class ModelWidget(QWidget):
 
         form = QFormLayout()
         form.addRow("Device", self.device)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         layout.addWidget(self.open_button)
         layout.addWidget(self.bundled)
         layout.addLayout(form)
+        layout.addWidget(self.card_button)
         layout.addWidget(self.card)
         layout.addWidget(self.message)
         layout.addStretch()
+
+    def show_card(self, shown: bool) -> None:
+        """Unfold (or fold) the model card under its one-line summary."""
+        self.card.setVisible(shown)
+        self.updateGeometry()  # the dock may grow to the card (it scrolls otherwise)
+        self.card_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
     def _choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -118,6 +137,8 @@ class ModelWidget(QWidget):
             return None
         self.message.hide()
         self.card.setText(checkpoint_card(checkpoint))
+        self.card_button.setText(f"{Path(path).name}: {'+'.join(checkpoint.kinds)} (card)")
+        self.card_button.setEnabled(True)
         self.state.set_checkpoint(checkpoint)
         show_info(f"loaded {Path(path).name}: {'+'.join(checkpoint.kinds)}")
         return checkpoint

@@ -11,15 +11,14 @@ import numpy as np
 
 from .._fileio import full_suffix
 from ..io import NIFTI_SUFFIXES, Volume, load_volume
-from ._geometry import layer_geometry, volume_metadata
+from ._geometry import RAS_AXES, layer_geometry, ras_axes, volume_metadata, world_affine
+from ._views import upright_when_opened
 
 __all__ = ["get_reader", "is_label_image", "volume_layer_data"]
 
 LayerData = tuple[Any, dict[str, Any], str]
 MAX_LABELS = 32
 """An integer scan with at most this many distinct non-negative values opens as Labels."""
-WORLD_AXES = ("L→R", "P→A", "I→S")
-"""World axes of every layer we create: NIfTI RAS+ millimetres."""
 
 
 def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | None:
@@ -31,9 +30,11 @@ def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | 
 
 
 def read_nifti(path: str | Sequence[str]) -> list[LayerData]:
-    """Read one or more NIfTI files into napari layer data."""
+    """Read one or more NIfTI files into napari layer data (shown upright, axial)."""
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-    return [volume_layer_data(load_volume(p)) for p in paths]
+    layers = [volume_layer_data(load_volume(p)) for p in paths]
+    upright_when_opened()
+    return layers
 
 
 def is_label_image(data: np.ndarray) -> bool:
@@ -58,15 +59,19 @@ def robust_contrast_limits(data: np.ndarray) -> tuple[float, float]:
 
 
 def volume_layer_data(volume: Volume, name: str | None = None) -> LayerData:
-    """Image (or Labels) layer data for a volume, placed in world millimetres."""
+    """Image (or Labels) layer data for a volume, placed in world millimetres.
+
+    The world axes are RAS millimetres in the order of the data axes (see
+    :func:`~._geometry.world_affine`); ``axis_labels`` name them.
+    """
     if name is None:
         name = _display_name(volume.path) if volume.path else "volume"
     kwargs: dict[str, Any] = {
         "name": name,
         "metadata": volume_metadata(volume),
-        "axis_labels": WORLD_AXES,
+        "axis_labels": tuple(RAS_AXES[axis] for axis in ras_axes(volume.affine)),
         "units": ("mm", "mm", "mm"),
-        **layer_geometry(volume.affine),
+        **layer_geometry(world_affine(volume.affine)),
     }
     if is_label_image(volume.data):
         return volume.data, kwargs, "labels"

@@ -34,6 +34,7 @@ from ..errors import AnomalyMapsError, Cancelled
 from ..io import Volume
 from ..preprocessing import SliceStack, to_slices
 from ..scoring import ParamSpec, VolumeScore, get_scorer, list_scorers, score_volume
+from ._docks import scrolling_layout
 from ._layers import (
     add_or_update,
     displayed_plane,
@@ -151,7 +152,7 @@ class ScoreWidget(QWidget):
         buttons = QHBoxLayout()
         for button in (self.preview_button, self.score_button, self.cancel_button):
             buttons.addWidget(button)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addLayout(settings)
         layout.addWidget(QLabel("Scorers (tick one or more):"))
         layout.addWidget(self.scorers)

@@ -1,12 +1,13 @@
 """Threshold an anomaly map fast enough for a slider (no Qt here).
 
-Sorting the brain's map values once (about 0.2 s for a 1.5-million-voxel brain) turns
-every question the threshold widget asks while the slider moves into a binary search:
-value <-> percentile, flagged volume, and, against a label image, true and false
-positives. A voxel is flagged when its value is at or above the threshold, the
-convention of :mod:`anomaly_maps.metrics` and of the calibration's thresholds. Only the
-overlay itself touches every voxel, with one vectorised comparison written into the
-Labels layer's existing buffer.
+No sort: the brain's values and their histogram bins are kept (built in linear time,
+about 0.07 s for a 4.5-million-voxel brain), so every question the threshold widget asks
+while the slider moves is exact and cheap: the flagged volume is one vectorised count,
+a percentile's value a selection inside one histogram bin. Against a label image, true
+and false positives are binary searches in :class:`LabelStats`. A voxel is flagged when
+its value is at or above the threshold, the convention of :mod:`anomaly_maps.metrics`
+and of the calibration's thresholds. Only the overlay itself touches every voxel, with
+one vectorised comparison written into the Labels layer's existing buffer.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from ..metrics import score_counts
 
 __all__ = ["LabelStats", "OperatingPoint", "ThresholdIndex"]
 
+_BINS = 1 << 16
+"""Histogram bins: a bin holds ~n / 65536 voxels of a smooth map (a few hundred)."""
+
 
 class ThresholdIndex:
-    """A map's brain values, sorted, for O(log n) threshold statistics.
+    """A map's brain values with a fine histogram, for exact threshold statistics.
 
     Parameters
     ----------
@@ -41,38 +45,56 @@ class ThresholdIndex:
         self.foreground = foreground
         self.voxel_ml = float(voxel_ml)
         inside = values[foreground] if foreground is not None else values.ravel()
-        self.sorted = np.sort(inside.astype(np.float32, copy=False))
-        if self.sorted.size == 0:
+        self.inside = inside.astype(np.float32, copy=False)
+        if self.inside.size == 0:
             raise ValueError("the map has no foreground voxels to threshold")
-        outside = values[~foreground] if foreground is not None else values[:0]
+        self.size = self.inside.size
+        lo, hi = self.inside.min(), self.inside.max()
+        self._range = float(lo), float(hi)
+        per_unit = np.float32(_BINS / (float(hi) - float(lo)) if hi > lo else 0.0)
+        # a monotone function of the value: the k-th smallest value is in the bin where
+        # the cumulative count passes k
+        scaled = np.floor((self.inside - lo) * per_unit)
+        self._bins = np.minimum(scaled, _BINS - 1).astype(np.uint16)
+        counts = np.bincount(self._bins, minlength=_BINS)
+        self._starts = np.concatenate([[0], np.cumsum(counts)])
         # background above a threshold must be masked out of the overlay (one more pass)
-        self._background_max = float(outside.max()) if outside.size else -np.inf
+        self._background_max = (
+            -np.inf
+            if foreground is None or foreground.all()
+            else float(np.max(values, where=~foreground, initial=-np.inf))
+        )
+        self._last: tuple[np.float32, int] | None = None
 
     @property
     def range(self) -> tuple[float, float]:
         """Smallest and largest brain value."""
-        return float(self.sorted[0]), float(self.sorted[-1])
+        return self._range
 
     def percentile(self, threshold: float) -> float:
         """Percent of brain voxels below ``threshold`` (those not flagged)."""
-        below = np.searchsorted(self.sorted, np.float32(threshold), side="left")
-        return 100.0 * float(below) / self.sorted.size
+        return 100.0 * float(self.size - self.flagged(threshold)) / self.size
 
     def value(self, percentile: float) -> float:
         """Map value at ``percentile`` (0-100) of the brain voxels (nearest rank)."""
-        rank = round(float(np.clip(percentile, 0, 100)) / 100 * (self.sorted.size - 1))
-        return float(self.sorted[rank])
+        rank = round(float(np.clip(percentile, 0, 100)) / 100 * (self.size - 1))
+        b = int(np.searchsorted(self._starts, rank, side="right")) - 1
+        members = self.inside[self._bins == b]
+        local = rank - int(self._starts[b])
+        return float(np.partition(members, local)[local])
 
     def flagged(self, threshold: float) -> int:
-        """Brain voxels at or above ``threshold``."""
-        # a float32 needle: a Python float would make numpy cast the whole array (O(n))
-        return int(self.sorted.size - np.searchsorted(self.sorted, np.float32(threshold)))
+        """Brain voxels at or above ``threshold`` (compared in float32, as the overlay)."""
+        needle = np.float32(threshold)
+        if self._last is None or self._last[0] != needle:
+            self._last = (needle, int(np.count_nonzero(self.inside >= needle)))
+        return self._last[1]
 
     def flagged_ml(self, threshold: float) -> float:
         return self.flagged(threshold) * self.voxel_ml
 
     def brain_fraction(self, threshold: float) -> float:
-        return self.flagged(threshold) / self.sorted.size
+        return self.flagged(threshold) / self.size
 
     def apply(
         self, threshold: float, out: np.ndarray, where: tuple[int | slice, ...] = ()

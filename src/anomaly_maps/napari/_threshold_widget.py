@@ -18,13 +18,13 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 from superqt import QLabeledDoubleSlider
 
 from ..errors import AnomalyMapsError
 from ..scoring.calibration import Calibration
+from ._docks import scrolling_layout
 from ._layers import MaskOverlay, displayed_plane, map_info
 from ._plots import SmallPlot
 from ._state import viewer_state
@@ -71,6 +71,7 @@ class ThresholdWidget(QWidget):
         self.contour = QCheckBox("outline only")
         self.contour.toggled.connect(self._style_changed)
         self.flagged = QLabel()
+        self.flagged.setWordWrap(True)
         self.dice_button = QPushButton("Best Dice (validation)")
         self.dice_button.setToolTip("The threshold with the best Dice on the labelled "
                                     "validation volumes stored with the model")  # fmt: skip
@@ -96,7 +97,7 @@ class ThresholdWidget(QWidget):
         fpr_row = QHBoxLayout()
         fpr_row.addWidget(self.fpr)
         fpr_row.addWidget(self.fpr_button)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.flagged)
         layout.addWidget(QLabel("Automatic thresholds:"))
@@ -194,7 +195,7 @@ class ThresholdWidget(QWidget):
             f"flagged: {index.flagged_ml(value):.2f} ml, "
             f"{100 * index.brain_fraction(value):.2f} % of the brain"
         )
-        self._update_metrics()
+        self._update_metrics(plot=not dragging)
 
     def set_percentile(self, percentile: float) -> None:
         """Flag the brain voxels above ``percentile`` (0-100) of the map's values."""
@@ -209,6 +210,7 @@ class ThresholdWidget(QWidget):
         """End of a drag: threshold the whole volume, not just the plane on screen."""
         if self.overlay is not None:
             self.overlay.set(self.overlay.threshold)
+            self._update_metrics()
 
     def _percentile_moved(self, percentile: float) -> None:
         if not self._syncing:
@@ -282,7 +284,9 @@ class ThresholdWidget(QWidget):
         )
         self._update_metrics()
 
-    def _update_metrics(self) -> None:
+    def _update_metrics(self, plot: bool = True) -> None:
+        """Metrics at the current threshold; ``plot``: move the ROC's operating point too
+        (a matplotlib redraw, left to the end of a drag)."""
         if self.stats is None or self.overlay is None:
             return
         point = self.stats.at(self.overlay.threshold)
@@ -290,5 +294,6 @@ class ThresholdWidget(QWidget):
             f"sensitivity {point.sensitivity:.3f}, specificity {point.specificity:.4f}, "
             f"Dice {point.dice:.3f} ({self._summary})"
         )
-        self._operating.set_data([point.fpr], [point.sensitivity])
-        self.roc.draw_idle()
+        if plot:
+            self._operating.set_data([point.fpr], [point.sensitivity])
+            self.roc.draw_idle()

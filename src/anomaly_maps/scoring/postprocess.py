@@ -41,7 +41,7 @@ from ..errors import ParameterError
 from .calibration import Calibration
 from .pipeline import VolumeScore
 
-__all__ = ["NORMALIZATIONS", "normalize_map", "normalize_result"]
+__all__ = ["NORMALIZATIONS", "healthy_p99_value", "normalize_map", "normalize_result"]
 
 #: Normalisation methods, with one line each for menus and ``--help``.
 NORMALIZATIONS: dict[str, str] = {
@@ -83,6 +83,19 @@ def _squash(values: np.ndarray) -> np.ndarray:
     positive = np.maximum(values, 0)
     return np.where(values >= 0, 0.5 + 0.5 * positive / (1 + positive),
                     0.5 / (1 - np.minimum(values, 0)))  # fmt: skip
+
+
+def healthy_p99_value(method: str) -> float | None:
+    """The value ``method`` gives the (healthy or own) 99th percentile, or None for ``none``.
+
+    It is the natural first threshold to share across normalised maps (1 for ``volume``
+    and ``model``, 0.75 for ``mood``), computed with the normalisation itself.
+    """
+    if method not in ("model", "mood"):  # these need no calibration to be placed
+        _check(method, None)
+    if method == "none":
+        return None
+    return float(_apply(np.float64(_HIGH), (_LOW, _HIGH), method))
 
 
 def _check(method: str, calibration: Calibration | None) -> None:
