@@ -90,7 +90,7 @@ def demo_window() -> None:
 
     score, compare = demo.widgets["Anomaly scoring"], demo.widgets["Compare anomaly maps"]
     checkpoint = score.state.checkpoint
-    scorers = [entry["scorer"] for entry in checkpoint.metrics["calibration"]]
+    scorers = [calibration.scorer for calibration in checkpoint.records.calibrations]
     score.select_scorers(scorers)
     for name in scorers:
         score.form(name).update(demo_params(checkpoint, name, None))

@@ -14,12 +14,11 @@ model calibrated on the benchmark's validation split with its test metrics in th
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,9 +48,6 @@ __all__ = [
     "render_slice",
     "run_demo",
 ]
-
-_METRICS = ("pixel_ap", "pixel_auroc", "best_dice", "val_dice", "sample_auroc")
-"""Benchmark results copied into a bundled model's card (``metrics["benchmark"]``)."""
 
 
 @dataclass(frozen=True)
@@ -87,9 +83,9 @@ def demo_params(checkpoint: Checkpoint, scorer: str, params: dict[str, Any] | No
     """``params`` if given, else those the checkpoint calibrated ``scorer`` with, else {}."""
     if params is not None:
         return dict(params)
-    for entry in checkpoint.metrics.get("calibration", []):
-        if entry["scorer"] == scorer:
-            return dict(entry["params"])
+    for calibration in checkpoint.records.calibrations:
+        if calibration.scorer == scorer:
+            return dict(calibration.params)
     return {}
 
 
@@ -287,10 +283,6 @@ def _benchmark_summary(benchmark: Path) -> str:
     )
 
 
-def _finite(value: float) -> float | None:
-    return None if math.isnan(value) else round(float(value), 4)
-
-
 def bundle_model(
     checkpoint: str | os.PathLike,
     scorers: Sequence[tuple[str, dict[str, Any]]],
@@ -315,6 +307,7 @@ def bundle_model(
     from .benchmark import read_cases
     from .checkpoint import load_checkpoint, save_checkpoint
     from .evaluation import evaluate_checkpoint
+    from .records import BenchmarkRecord
     from .scoring import score_volume
     from .scoring.calibration import calibrations_from_results, with_calibration
 
@@ -352,11 +345,10 @@ def bundle_model(
             progress=None if progress is None else
             lambda done, _: progress(len(val) + done, total),
         )  # fmt: skip
-    record: dict[str, Any] = {"data": _benchmark_summary(benchmark), "command": command}
-    for row in evaluation.results:
-        if row.group == "all":
-            record[row.scorer] = {k: _finite(getattr(row, k)) for k in _METRICS}
-    metrics = {"benchmark": record, **{k: v for k, v in model.metrics.items() if k != "benchmark"}}
+    record = BenchmarkRecord.from_results(
+        evaluation.results, data=_benchmark_summary(benchmark), command=command
+    )
     save_checkpoint(out, model.models, preprocessing=model.preprocessing,
-                    training=model.training, metrics=metrics, overwrite=overwrite)  # fmt: skip
+                    records=replace(model.records, benchmark=record),
+                    overwrite=overwrite)  # fmt: skip
     return out, evaluation
