@@ -14,6 +14,7 @@ from ._base import (
     model_presets,
     register_model,
 )
+from .draws import Generators, SliceGenerators
 from .cevae import CeVAE, CeVAEConfig
 from .dae import DAE, DAEConfig
 from .prior import CodePrior, PriorConfig
@@ -29,9 +30,11 @@ __all__ = [
     "CeVAEConfig",
     "CodePrior",
     "DAEConfig",
+    "Generators",
     "LossOutput",
     "ModelConfig",
     "PriorConfig",
+    "SliceGenerators",
     "VAEConfig",
     "VQVAEConfig",
     "build_model",

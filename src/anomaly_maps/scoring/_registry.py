@@ -8,11 +8,13 @@ the CLI builds its ``--param`` checks and the napari widget its form from the
 A scorer function has the signature::
 
     fn(models: dict[str, nn.Module], x: Tensor, *, position: Tensor,
-       generator: torch.Generator, **params) -> ScoreResult
+       generator: SliceGenerators, **params) -> ScoreResult
 
 where ``models`` are the checkpoint's models by kind (eval mode, on ``x.device``),
 ``x`` is a batch of preprocessed slices (B, 1, H, W), ``position`` their slice positions
-(B,) in [0, 1], and ``generator`` (on ``x.device``) is the only source of randomness.
+(B,) in [0, 1], and ``generator`` (on ``x.device``, one generator per slice, see
+:class:`~anomaly_maps.models.SliceGenerators`) is the only source of randomness: slice
+``b``'s draws come from its own generator, so its result does not depend on the batch.
 It works on the whole batch at once (SmoothGrad/IWAE/restoration samples are stacked
 into the batch), never looping over slices in Python.
 """
@@ -29,6 +31,7 @@ from torch import nn
 
 from .._config import is_int, is_real
 from ..errors import ParameterError, ScorerError
+from ..models import SliceGenerators
 
 __all__ = [
     "ParamSpec",
@@ -189,7 +192,7 @@ class ScorerInfo:
         x: torch.Tensor,
         *,
         position: torch.Tensor,
-        generator: torch.Generator,
+        generator: SliceGenerators,
         **params: Any,
     ) -> ScoreResult:
         return self.fn(models, x, position=position, generator=generator, **params)
