@@ -14,9 +14,9 @@ from ._base import (
     model_presets,
     register_model,
 )
-from .draws import Generators, SliceGenerators
 from .cevae import CeVAE, CeVAEConfig
 from .dae import DAE, DAEConfig
+from .draws import Generators, SliceGenerators
 from .prior import CodePrior, PriorConfig
 from .vae import VAE, VAEConfig
 from .vqvae import VQVAE, VQVAEConfig

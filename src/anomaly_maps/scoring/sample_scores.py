@@ -56,6 +56,7 @@ __all__ = [
     "neg_log_mean_exp",
     "per_slice_weights",
     "rec_nll_score",
+    "register_sampled_score",
     "weights",
 ]
 
@@ -182,26 +183,9 @@ def per_slice_weights(
     return ScoreResult(None, torch.cat(scores))
 
 
-@register_scorer(
-    "elbo",
-    description="Negative ELBO: analytic KL plus mean reconstruction NLL over L samples",
-    seed=f"{SEED}, eq. 4",
-    model_kinds=KINDS,
-    params=[N_SAMPLES],
-)
-def elbo_score(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: SliceGenerators,
-    n_samples: int = 15,
-) -> ScoreResult:
-    """Negative evidence lower bound per slice, ``s_vae`` of seed 004 (eq. 4).
-
-    ``KL(q(z|x) || N(0, I)) - 1/L sum_l log p(x|z_l)`` with ``z_l ~ q(z|x)``; higher =
-    less likely under the model = more anomalous.
-
+#: Parameters, Returns and References of every sampled slice score (here and in
+#: :mod:`.iwae_scores`), appended to each one's summary by :func:`register_sampled_score`.
+_SAMPLED_DOC = """
     Parameters
     ----------
     models : dict
@@ -211,21 +195,83 @@ def elbo_score(
     position : torch.Tensor
         ``(B,)`` slice positions (unused).
     generator : SliceGenerators
-        Source of the posterior noise.
+        Source of the posterior noise, slice ``b``'s from its own generator.
     n_samples : int
-        ``L``, posterior samples for the reconstruction term.
+        ``L``; all ``L x B`` samples are decoded in one batch.
 
     Returns
     -------
     ScoreResult
-        ``pixel=None``, ``slice_score`` ``(B,)`` in nats.
+        ``pixel=None``, ``slice_score`` ``(B,)`` in nats; higher = more anomalous.
 
     References
     ----------
     .. [1] Lu & Xu, "Anomaly Detection for Skin Disease Images Using VAE" (seed 004).
+"""
+
+
+def register_sampled_score(
+    name: str,
+    *,
+    description: str,
+    equation: str,
+    score: Callable[[LogWeights], torch.Tensor],
+    summary: str,
+) -> Callable[..., ScoreResult]:
+    """Register the slice score ``score(log_weights(...))`` and its naive reference.
+
+    The sampled scores differ only in their function of the log-weights: the batched
+    scorer applies it to one stacked pass (:func:`weights`), the reference slice by slice
+    and sample by sample (:func:`per_slice_weights`). ``equation`` cites seed 004;
+    ``summary`` opens the docstring. Returns the batched scorer.
     """
-    w = weights(models, x, n_samples, generator)
-    return ScoreResult(None, w.kl - w.log_likelihood.mean(0))
+
+    @register_scorer(
+        name,
+        description=description,
+        seed=f"{SEED}, {equation}",
+        model_kinds=KINDS,
+        params=[N_SAMPLES],
+    )
+    def scorer(
+        models: dict[str, nn.Module],
+        x: torch.Tensor,
+        *,
+        position: torch.Tensor,
+        generator: SliceGenerators,
+        n_samples: int = 15,
+    ) -> ScoreResult:
+        return ScoreResult(None, score(weights(models, x, n_samples, generator)))
+
+    @register_reference(name)
+    def reference(
+        models: dict[str, nn.Module],
+        x: torch.Tensor,
+        *,
+        position: torch.Tensor,
+        generator: SliceGenerators,
+        n_samples: int,
+    ) -> ScoreResult:
+        return per_slice_weights(models, x, n_samples, generator, score)
+
+    scorer.__name__ = scorer.__qualname__ = f"{name}_score"
+    scorer.__doc__ = summary + _SAMPLED_DOC
+    reference.__name__ = reference.__qualname__ = f"{name}_reference"
+    reference.__doc__ = f"``{name}`` per slice and sample (seed 004, {equation})."
+    return scorer
+
+
+elbo_score = register_sampled_score(
+    "elbo",
+    description="Negative ELBO: analytic KL plus mean reconstruction NLL over L samples",
+    equation="eq. 4",
+    score=lambda w: w.kl - w.log_likelihood.mean(0),
+    summary="""Negative evidence lower bound per slice, ``s_vae`` of seed 004 (eq. 4).
+
+    ``KL(q(z|x) || N(0, I)) - 1/L sum_l log p(x|z_l)`` with ``z_l ~ q(z|x)``; higher =
+    less likely under the model = more anomalous.
+""",
+)
 
 
 @register_scorer(
@@ -243,21 +289,9 @@ def kl_score(
 ) -> ScoreResult:
     """``KL(q(z|x) || N(0, I))`` per slice, ``s_vae^kl`` of seed 004 (eq. 5).
 
-    Deterministic (no sampling); higher = more anomalous.
-
-    Parameters
-    ----------
-    models : dict
-        Checkpoint models; uses ``"vae"`` or ``"cevae"``.
-    x : torch.Tensor
-        Slices ``(B, 1, H, W)``.
-    position, generator
-        Unused.
-
-    Returns
-    -------
-    ScoreResult
-        ``pixel=None``, ``slice_score`` ``(B,)`` in nats.
+    Deterministic (no sampling); higher = more anomalous. ``position`` and ``generator``
+    are unused; returns ``pixel=None`` and the ``(B,)`` KL in nats of the ``(B, 1, H, W)``
+    slices ``x``, with the checkpoint's ``"vae"`` or ``"cevae"`` model.
 
     References
     ----------
@@ -266,70 +300,6 @@ def kl_score(
     model = model_of(models, *KINDS)
     with torch.no_grad():
         return ScoreResult(None, model.kl_loss(*encode(model, x)))
-
-
-@register_scorer(
-    "rec_nll",
-    description="Reconstruction negative log-likelihood, mean over L posterior samples",
-    seed=f"{SEED}, eq. 6",
-    model_kinds=KINDS,
-    params=[N_SAMPLES],
-)
-def rec_nll_score(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: SliceGenerators,
-    n_samples: int = 15,
-) -> ScoreResult:
-    """``-1/L sum_l log p(x|z_l)`` per slice, ``s_vae^reconst`` of seed 004 (eq. 6).
-
-    The normalised likelihood of the model (Gaussian or Laplace with its fixed scale);
-    higher = worse reconstructed = more anomalous.
-
-    Parameters
-    ----------
-    models : dict
-        Checkpoint models; uses ``"vae"`` or ``"cevae"``.
-    x : torch.Tensor
-        Slices ``(B, 1, H, W)``.
-    position : torch.Tensor
-        Unused.
-    generator : SliceGenerators
-        Source of the posterior noise.
-    n_samples : int
-        ``L``.
-
-    Returns
-    -------
-    ScoreResult
-        ``pixel=None``, ``slice_score`` ``(B,)`` in nats.
-
-    References
-    ----------
-    .. [1] Lu & Xu, "Anomaly Detection for Skin Disease Images Using VAE" (seed 004).
-    """
-    w = weights(models, x, n_samples, generator)
-    return ScoreResult(None, -w.log_likelihood.mean(0))
-
-
-# --------------------------------------------------------------- naive references
-
-
-@register_reference("elbo")
-def elbo_reference(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: SliceGenerators,
-    n_samples: int,
-) -> ScoreResult:
-    """``elbo`` per slice and sample: ``KL - 1/L sum_l log p(x|z_l)`` (seed 004, eq. 4)."""
-    return per_slice_weights(
-        models, x, n_samples, generator, lambda w: w.kl - w.log_likelihood.mean(0)
-    )
 
 
 @register_reference("kl")
@@ -347,14 +317,14 @@ def kl_reference(
     return ScoreResult(None, torch.cat(scores))
 
 
-@register_reference("rec_nll")
-def rec_nll_reference(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: SliceGenerators,
-    n_samples: int,
-) -> ScoreResult:
-    """``rec_nll`` per slice and sample: ``-1/L sum_l log p(x|z_l)`` (seed 004, eq. 6)."""
-    return per_slice_weights(models, x, n_samples, generator, lambda w: -w.log_likelihood.mean(0))
+rec_nll_score = register_sampled_score(
+    "rec_nll",
+    description="Reconstruction negative log-likelihood, mean over L posterior samples",
+    equation="eq. 6",
+    score=lambda w: -w.log_likelihood.mean(0),
+    summary="""``-1/L sum_l log p(x|z_l)`` per slice, ``s_vae^reconst`` of seed 004 (eq. 6).
+
+    The normalised likelihood of the model (Gaussian or Laplace with its fixed scale);
+    higher = worse reconstructed = more anomalous.
+""",
+)
