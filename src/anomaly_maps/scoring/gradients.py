@@ -84,7 +84,7 @@ _PARAMS_DOC = """
     position : torch.Tensor
         Slice positions ``(B,)``; unused.
     generator : SliceGenerators
-        Source of the SmoothGrad noise, then of the posterior noise (module notes).
+        Source of the SmoothGrad noise, then of the posterior noise (:mod:`.smoothgrad`).
     n_smooth : int
         SmoothGrad copies per slice. Default 20 and ``noise`` 0.05: the trixi
         ``get_smooth_image_gradient`` defaults of the seed authors (``n_runs=20``,
