@@ -22,7 +22,7 @@ import torch
 from ..checkpoint import Checkpoint
 from ..device import resolve_device
 from ..preprocessing import _CANONICAL_AXIS, Axis, SliceGeometry, SliceStack, slices_to_volume
-from ..scoring import SliceInferer, Slices, get_scorer
+from ..scoring import SliceInferer, Slices, resolve_scorers
 
 __all__ = ["ModelSlicing", "SlicePreview", "score_model_slice"]
 
@@ -131,11 +131,7 @@ def score_model_slice(
         raise IndexError(f"plane {file_index} outside [0, {slicing.n_slices - 1}]")
     index = slicing.model_index(file_index)
     inferer = SliceInferer(resolve_device(device), batch_size=1, seed=seed)
-    infos = []
-    for name, params in scorers:
-        info = get_scorer(name)
-        info.check_fits(checkpoint.kinds)
-        infos.append((info, info.resolve_params(params)))
+    infos = resolve_scorers(scorers, checkpoint.kinds)
     has_foreground = bool(stack.mask[index].any())
     fg_plane = np.take(stack.foreground, file_index, axis=slicing.file_axis)
     with _one_thread():

@@ -20,6 +20,7 @@ from ._registry import (
     get_scorer,
     list_scorers,
     register_scorer,
+    resolve_scorers,
 )
 from .inferer import SliceInferer, Slices
 from .pipeline import VolumeScore, score_volume
@@ -34,5 +35,6 @@ __all__ = [
     "get_scorer",
     "list_scorers",
     "register_scorer",
+    "resolve_scorers",
     "score_volume",
 ]

@@ -42,6 +42,7 @@ __all__ = [
     "list_scorers",
     "register_reference",
     "register_scorer",
+    "resolve_scorers",
 ]
 
 
@@ -246,3 +247,25 @@ def get_scorer(name: str) -> ScorerInfo:
 def list_scorers(kinds: Sequence[str] | None = None) -> list[str]:
     """Names of all scorers, or of those that fit a checkpoint holding ``kinds``."""
     return sorted(n for n, s in _SCORERS.items() if kinds is None or s.fits(kinds))
+
+
+def resolve_scorers(
+    requests: Sequence[tuple[str, dict[str, Any] | None]],
+    kinds: Sequence[str],
+    *,
+    reference: bool = False,
+) -> list[tuple[ScorerInfo, dict[str, Any]]]:
+    """Each ``(name, params)`` request as its scorer and checked parameters, before any work.
+
+    Raises ``ScorerError`` for an unknown scorer, one that does not fit a checkpoint
+    holding ``kinds``, or (``reference=True``) one without a naive reference, and
+    ``ParameterError`` for bad parameters.
+    """
+    resolved = []
+    for name, params in requests:
+        info = get_scorer(name)
+        info.check_fits(kinds)
+        if reference and info.reference is None:
+            raise ScorerError(f"scorer {name!r} has no registered reference implementation")
+        resolved.append((info, info.resolve_params(params)))
+    return resolved

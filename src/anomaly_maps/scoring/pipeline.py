@@ -16,10 +16,10 @@ import torch
 
 from ..checkpoint import Checkpoint
 from ..device import resolve_device
-from ..errors import ParameterError, ScorerError
+from ..errors import ParameterError
 from ..io import Volume
 from ..preprocessing import slices_to_volume, to_slices
-from ._registry import ScorerInfo, get_scorer
+from ._registry import resolve_scorers
 from .inferer import SliceInferer, Slices
 
 __all__ = [
@@ -155,13 +155,7 @@ def score_volume(
         One per scorer, in order.
     """
     check_volume_score(volume_score)  # before any work
-    infos: list[tuple[ScorerInfo, dict[str, Any]]] = []
-    for name, params in scorers:
-        info = get_scorer(name)
-        info.check_fits(checkpoint.kinds)
-        if reference and info.reference is None:
-            raise ScorerError(f"scorer {name!r} has no registered reference implementation")
-        infos.append((info, info.resolve_params(params)))
+    infos = resolve_scorers(scorers, checkpoint.kinds, reference=reference)
     inferer = SliceInferer(
         resolve_device(device)
         if device is not None
