@@ -116,3 +116,31 @@ def test_out_of_memory_halves_the_batch():
                                    torch.device("cuda")))  # fmt: skip
     with pytest.raises(torch.cuda.OutOfMemoryError):  # on the CPU, OOM is not retried
         list(iter_batches_adaptive(10, 16, run, torch.device("cpu")))
+
+
+def test_volume_preview_calibration_and_bench_all_score_through_it(
+    monkeypatch, tiny_checkpoint, tiny_volume
+):
+    from anomaly_maps.bench import bench_score
+    from anomaly_maps.checkpoint import load_checkpoint
+    from anomaly_maps.napari._slicing import score_model_slice
+    from anomaly_maps.preprocessing import to_slices
+    from anomaly_maps.scoring import score_volume
+    from anomaly_maps.scoring.calibration import calibrate
+
+    calls, real = [], SliceInferer.__call__
+
+    def counting(self, models, slices, scorers):
+        calls.append(len(slices))
+        return real(self, models, slices, scorers)
+
+    monkeypatch.setattr(SliceInferer, "__call__", counting)
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    [volume] = score_volume(tiny_volume, checkpoint, [("rec", {})])
+    assert calls == [volume.scored.sum()]
+    stack = to_slices(tiny_volume, checkpoint.preprocessing)
+    score_model_slice(stack, checkpoint, [("rec", {})], 5, device="cpu")
+    assert calls[-1] == 1
+    calibrate(checkpoint, "rec", {}, [tiny_volume])
+    bench_score([("kl", {})], device="cpu", side=8, batch_size=4)
+    assert len(calls) == 2 + 1 + 4  # bench: warm-up and timed run, batched and reference
