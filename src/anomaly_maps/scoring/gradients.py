@@ -24,7 +24,7 @@ References
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -32,7 +32,7 @@ from torch import nn
 from ..models import SliceGenerators
 from ._naive import cat_results, decode_sample
 from ._ops import gaussian_blur, model_of
-from ._registry import ParamSpec, ScoreResult, register_reference, register_scorer
+from ._registry import ParamSpec, ScoreResult, ScorerFn, register_reference, register_scorer
 from .reconstruction import Norm, pixel_distance, reconstruct
 from .smoothgrad import (
     POSTERIOR,
@@ -45,6 +45,8 @@ from .smoothgrad import (
 )
 
 __all__ = ["cevae_combined", "elbo_grad", "kl_grad", "rec_grad"]
+
+_KINDS = ("vae", "cevae")
 
 
 def _gradient_score(
@@ -59,7 +61,7 @@ def _gradient_score(
     abs_first: bool,
     posterior: Posterior = "sample",
 ) -> ScoreResult:
-    model = model_of(models, "vae", "cevae")
+    model = model_of(models, *_KINDS)
     grad = input_gradient(
         model,
         x,
@@ -107,107 +109,70 @@ _RETURNS_DOC = """
 """
 
 
-@register_scorer(
-    "rec_grad",
-    description="|d rec / d x|: input gradient of the reconstruction term (SmoothGrad)",
-    seed="000, section 3",
-    model_kinds=("vae", "cevae"),
-    params=[*smoothgrad_params(20, 2.0), POSTERIOR],
-)
-def rec_grad(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: SliceGenerators,
-    n_smooth: int = 20,
-    noise: float = 0.05,
-    sigma: float = 2.0,
-    abs_first: bool = False,
-    posterior: Posterior = "sample",
-) -> ScoreResult:
-    return _gradient_score(
-        models,
-        x,
-        "rec",
-        generator,
-        n_smooth=n_smooth,
-        noise=noise,
-        sigma=sigma,
-        abs_first=abs_first,
-        posterior=posterior,
-    )
-
-
-@register_scorer(
-    "kl_grad",
-    description="|d KL / d x|: input gradient of the KL term (SmoothGrad)",
-    seed="000, section 3",
-    model_kinds=("vae", "cevae"),
-    params=smoothgrad_params(20, 2.0),
-)
-def kl_grad(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: SliceGenerators,
-    n_smooth: int = 20,
-    noise: float = 0.05,
-    sigma: float = 2.0,
-    abs_first: bool = False,
-) -> ScoreResult:
-    return _gradient_score(
-        models,
-        x,
-        "kl",
-        generator,
-        n_smooth=n_smooth,
-        noise=noise,
-        sigma=sigma,
-        abs_first=abs_first,
-    )
-
-
-@register_scorer(
-    "elbo_grad",
-    description="|d ELBO / d x|: the approximate score, input gradient of the ELBO",
-    seed="000, eq. 2 and section 3",
-    model_kinds=("vae", "cevae"),
-    params=[*smoothgrad_params(20, 2.0), POSTERIOR],
-)
-def elbo_grad(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: SliceGenerators,
-    n_smooth: int = 20,
-    noise: float = 0.05,
-    sigma: float = 2.0,
-    abs_first: bool = False,
-    posterior: Posterior = "sample",
-) -> ScoreResult:
-    return _gradient_score(
-        models,
-        x,
-        "elbo",
-        generator,
-        n_smooth=n_smooth,
-        noise=noise,
-        sigma=sigma,
-        abs_first=abs_first,
-        posterior=posterior,
-    )
-
-
 _POSTERIOR_DOC = """    posterior : {"sample", "mean"}
         ``z`` of the reconstruction term: one reparameterised sample per noisy copy
         (default, seed 000 eq. 2) or the posterior mean.
 """
 
-rec_grad.__doc__ = (
-    "Magnitude of the input gradient of the reconstruction term ``-log p(x|z)``.\n"
+
+def _gradient_reference(
+    models: dict[str, nn.Module],
+    x: torch.Tensor,
+    term: Term,
+    generator: SliceGenerators,
+    *,
+    sigma: float,
+    **smoothgrad: Any,
+) -> ScoreResult:
+    """:func:`_gradient_score` per slice and SmoothGrad copy (:func:`smoothgrad_per_copy`)."""
+    maps = smoothgrad_per_copy(model_of(models, "vae", "cevae"), x, term, generator, **smoothgrad)
+    return cat_results([ScoreResult.from_map(gaussian_blur(m, sigma)) for m in maps])
+
+
+def _register_gradient_scorer(
+    name: str, term: Term, *, description: str, seed: str, posterior: bool, doc: str
+) -> ScorerFn:
+    """Register the smoothed SmoothGrad magnitude of ``term`` as scorer ``name``, with its
+    naive reference; ``posterior``: whether it takes the ``posterior`` parameter (the
+    terms that decode a ``z``). The three gradient scorers differ only in these."""
+    params = [*smoothgrad_params(20, 2.0), *([POSTERIOR] if posterior else [])]
+
+    @register_scorer(name, description=description, seed=seed, model_kinds=_KINDS, params=params)
+    def scorer(
+        models: dict[str, nn.Module],
+        x: torch.Tensor,
+        *,
+        position: torch.Tensor,
+        generator: SliceGenerators,
+        **smoothgrad: Any,
+    ) -> ScoreResult:
+        return _gradient_score(models, x, term, generator, **smoothgrad)
+
+    @register_reference(name)
+    def reference(
+        models: dict[str, nn.Module],
+        x: torch.Tensor,
+        *,
+        position: torch.Tensor,
+        generator: SliceGenerators,
+        **smoothgrad: Any,
+    ) -> ScoreResult:
+        return _gradient_reference(models, x, term, generator, **smoothgrad)
+
+    scorer.__name__ = scorer.__qualname__ = name
+    scorer.__doc__ = doc
+    reference.__name__ = reference.__qualname__ = f"{name}_reference"
+    reference.__doc__ = f"``{name}`` per slice and SmoothGrad copy (seed {seed})."
+    return scorer
+
+
+rec_grad = _register_gradient_scorer(
+    "rec_grad",
+    "rec",
+    description="|d rec / d x|: input gradient of the reconstruction term (SmoothGrad)",
+    seed="000, section 3",
+    posterior=True,
+    doc="Magnitude of the input gradient of the reconstruction term ``-log p(x|z)``.\n"
     + _PARAMS_DOC
     + _POSTERIOR_DOC
     + _RETURNS_DOC
@@ -216,10 +181,15 @@ rec_grad.__doc__ = (
     ----------
     .. [1] Zimmerer et al., "A Case for the Score" (seed 000), section 3
        ("reconstruction-loss gradient").
-    """
+    """,
 )
-kl_grad.__doc__ = (
-    "Magnitude of the input gradient of ``KL(q(z|x) || p(z))``.\n"
+kl_grad = _register_gradient_scorer(
+    "kl_grad",
+    "kl",
+    description="|d KL / d x|: input gradient of the KL term (SmoothGrad)",
+    seed="000, section 3",
+    posterior=False,
+    doc="Magnitude of the input gradient of ``KL(q(z|x) || p(z))``.\n"
     + _PARAMS_DOC
     + _RETURNS_DOC
     + """
@@ -227,10 +197,15 @@ kl_grad.__doc__ = (
     ----------
     .. [1] Zimmerer et al., "A Case for the Score" (seed 000), section 3
        ("KL-loss gradient", pixel AUROC 0.939 on BraTS 2017).
-    """
+    """,
 )
-elbo_grad.__doc__ = (
-    "Magnitude of the input gradient of the ELBO, the approximate score d log p(x) / dx.\n"
+elbo_grad = _register_gradient_scorer(
+    "elbo_grad",
+    "elbo",
+    description="|d ELBO / d x|: the approximate score, input gradient of the ELBO",
+    seed="000, eq. 2 and section 3",
+    posterior=True,
+    doc="Magnitude of the input gradient of the ELBO, the approximate score d log p(x) / dx.\n"
     + _PARAMS_DOC
     + _POSTERIOR_DOC
     + _RETURNS_DOC
@@ -239,7 +214,7 @@ elbo_grad.__doc__ = (
     ----------
     .. [1] Zimmerer et al., "A Case for the Score" (seed 000), eq. 2 and section 3
        ("ELBO gradient").
-    """
+    """,
 )
 
 
@@ -323,78 +298,6 @@ def cevae_combined(
 
 
 # --------------------------------------------------------------- naive references
-
-
-def _gradient_reference(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    term: Term,
-    generator: SliceGenerators,
-    *,
-    sigma: float,
-    **smoothgrad: object,
-) -> ScoreResult:
-    maps = smoothgrad_per_copy(model_of(models, "vae", "cevae"), x, term, generator, **smoothgrad)
-    return cat_results([ScoreResult.from_map(gaussian_blur(m, sigma)) for m in maps])
-
-
-@register_reference("rec_grad")
-def rec_grad_reference(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: SliceGenerators,
-    n_smooth: int,
-    noise: float,
-    sigma: float,
-    abs_first: bool,
-    posterior: Posterior,
-) -> ScoreResult:
-    """``rec_grad`` per slice and SmoothGrad copy (seed 000, section 3)."""
-    return _gradient_reference(
-        models, x, "rec", generator,
-        n_smooth=n_smooth, noise=noise, sigma=sigma, abs_first=abs_first, posterior=posterior,
-    )  # fmt: skip
-
-
-@register_reference("kl_grad")
-def kl_grad_reference(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: SliceGenerators,
-    n_smooth: int,
-    noise: float,
-    sigma: float,
-    abs_first: bool,
-) -> ScoreResult:
-    """``kl_grad`` per slice and SmoothGrad copy (seed 000, section 3)."""
-    return _gradient_reference(
-        models, x, "kl", generator,
-        n_smooth=n_smooth, noise=noise, sigma=sigma, abs_first=abs_first,
-    )  # fmt: skip
-
-
-@register_reference("elbo_grad")
-def elbo_grad_reference(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: SliceGenerators,
-    n_smooth: int,
-    noise: float,
-    sigma: float,
-    abs_first: bool,
-    posterior: Posterior,
-) -> ScoreResult:
-    """``elbo_grad`` per slice and SmoothGrad copy (seed 000, eq. 2 and section 3)."""
-    return _gradient_reference(
-        models, x, "elbo", generator,
-        n_smooth=n_smooth, noise=noise, sigma=sigma, abs_first=abs_first, posterior=posterior,
-    )  # fmt: skip
 
 
 @register_reference("cevae_combined")
