@@ -67,9 +67,10 @@ def test_only_codes_above_lambda_p_are_redrawn(tiny_models, tiny_batch, monkeypa
     assert len(recorder.calls) == 1  # one stacked call
     stacked, stacked_mask, stacked_position, out = recorder.calls[0]
     assert stacked.shape == (3 * s, *codes.shape[1:])
-    torch.testing.assert_close(stacked, codes.repeat_interleave(s, 0))
-    torch.testing.assert_close(stacked_mask, mask.repeat_interleave(s, 0))
-    torch.testing.assert_close(stacked_position, position.repeat_interleave(s))
+    # sample-major: row j * B + b is restoration j of slice b
+    torch.testing.assert_close(stacked, codes.repeat(s, 1, 1))
+    torch.testing.assert_close(stacked_mask, mask.repeat(s, 1, 1))
+    torch.testing.assert_close(stacked_position, position.repeat(s))
     torch.testing.assert_close(out, restored)
     assert bool((mask == (_nll(models, x, position) > lambda_p)).all())
     assert 0 < int(mask.sum()) < mask.numel()
@@ -77,7 +78,7 @@ def test_only_codes_above_lambda_p_are_redrawn(tiny_models, tiny_batch, monkeypa
     assert bool((restored[keep] == stacked[keep]).all())  # NLL <= lambda_p: never changed
     assert bool((restored[stacked_mask] != stacked[stacked_mask]).any())  # some redraws
     # Restorations of one slice differ from each other (independent draws).
-    assert bool((restored.view(3, s, -1) != restored.view(3, s, -1)[:, :1]).any())
+    assert bool((restored.view(s, 3, -1) != restored.view(s, 3, -1)[:1]).any())
 
 
 def test_scorer_is_reproducible_and_shaped(tiny_models, tiny_batch):

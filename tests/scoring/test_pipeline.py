@@ -1,8 +1,7 @@
-"""score_volume: geometry, background, batching, OOM back-off, errors."""
+"""score_volume: geometry, background, batching, errors (the inferer: test_inferer)."""
 
 import numpy as np
 import pytest
-import torch
 
 from anomaly_maps.checkpoint import load_checkpoint
 from anomaly_maps.errors import ParameterError, ScorerError
@@ -11,7 +10,6 @@ from anomaly_maps.scoring import (
     reconstruction,  # noqa: F401  (registers "rec")
     score_volume,
 )
-from anomaly_maps.scoring.pipeline import iter_batches_adaptive
 
 
 @pytest.fixture(scope="module")
@@ -46,22 +44,3 @@ def test_errors_name_the_problem(checkpoint, tiny_volume):
         score_volume(tiny_volume, checkpoint, [("rec", {"sigma": -1.0})])
     with pytest.raises(ParameterError, match="unknown parameter"):
         score_volume(tiny_volume, checkpoint, [("rec", {"sigmaa": 1.0})])
-
-
-def test_out_of_memory_halves_the_batch():
-    seen = []
-
-    def run(batch):
-        seen.append(batch.stop - batch.start)
-        if batch.stop - batch.start > 3:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
-        return batch.start
-
-    done = list(iter_batches_adaptive(10, 16, run, torch.device("cuda")))
-    assert seen[:3] == [10, 5, 2]
-    assert [b.start for b, _ in done] == [0, 2, 4, 6, 8]
-    with pytest.raises(RuntimeError, match="boom"):  # other errors are not swallowed
-        list(iter_batches_adaptive(4, 4, lambda b: (_ for _ in ()).throw(RuntimeError("boom")),
-                                   torch.device("cuda")))  # fmt: skip
-    with pytest.raises(torch.cuda.OutOfMemoryError):  # on the CPU, OOM is not retried
-        list(iter_batches_adaptive(10, 16, run, torch.device("cpu")))

@@ -1,8 +1,9 @@
 """Every batched scorer equals its naive per-slice, per-sample reference (same seed).
 
-The references (``scoring/reference.py``) share the scorers' building blocks, so the
-family test files keep at least one check against an independent formulation each
-(scipy, torch.distributions, explicit autograd or Python loops).
+The references (registered next to each scorer in its family module) share the scorers'
+building blocks, so the family test files keep at least one check against an
+independent formulation each (scipy, torch.distributions, explicit autograd or Python
+loops).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from anomaly_maps.checkpoint import load_checkpoint
+from anomaly_maps.models import SliceGenerators
 from anomaly_maps.scoring import get_scorer, list_scorers, score_volume
 
 LAMBDA = 2.05  # about the median code NLL of the tiny prior: about half the codes count
@@ -66,7 +68,7 @@ def test_batched_equals_reference(tiny_models, tiny_batch, name, kind, params):
 
     def run(fn):
         with torch.no_grad():  # as in score_volume
-            generator = torch.Generator().manual_seed(7)
+            generator = SliceGenerators.seeded(7, range(len(x)))
             return fn(models, x, position=position, generator=generator, **params)
 
     batched = run(info.fn)
@@ -109,7 +111,7 @@ def test_latent_restoration_reference_draws_from_the_prior(tiny_models, tiny_bat
 
     def run(lambda_p, seed):
         params = info.resolve_params({"lambda_p": lambda_p, "n_restorations": 3})
-        generator = torch.Generator().manual_seed(seed)
+        generator = SliceGenerators.seeded(seed, range(len(x)))
         return info.reference(models, x, position=position, generator=generator, **params)
 
     first, again, kept = run(LAMBDA, 1), run(LAMBDA, 1), run(1e9, 1)

@@ -12,15 +12,16 @@ import pytest
 import torch
 from torch.distributions import Normal
 
+from anomaly_maps.scoring import iwae_scores as iw
 from anomaly_maps.scoring import sample_scores as ss
 
 KINDS = ["vae", "cevae"]
 SCORERS = {
     "elbo": ss.elbo_score,
     "rec_nll": ss.rec_nll_score,
-    "iwae": ss.iwae_score,
-    "iwae_kl": ss.iwae_kl_score,
-    "iwae_rec": ss.iwae_rec_score,
+    "iwae": iw.iwae_score,
+    "iwae_kl": iw.iwae_kl_score,
+    "iwae_rec": iw.iwae_rec_score,
 }
 
 
@@ -80,7 +81,7 @@ def test_iwae_with_one_sample_is_single_sample_elbo(tiny_models, tiny_batch, kin
     models = tiny_models[kind]
     model = models[kind]
     x, position = tiny_batch
-    iwae = ss.iwae_score(models, x, position=position, generator=_gen(3), n_samples=1)
+    iwae = iw.iwae_score(models, x, position=position, generator=_gen(3), n_samples=1)
     with torch.no_grad():
         mu, logvar = model.encode(x)
         z = model.reparameterize(mu, logvar, generator=_gen(3))
@@ -93,7 +94,7 @@ def test_iwae_with_one_sample_is_single_sample_elbo(tiny_models, tiny_batch, kin
     torch.testing.assert_close(iwae.slice_score, -elbo)
     # Its expectation is the analytic-KL negative ELBO (the "elbo" scorer).
     many = (
-        ss.iwae_score(
+        iw.iwae_score(
             models,
             x.repeat(400, 1, 1, 1),
             position=position.repeat(400),
@@ -130,7 +131,7 @@ def test_iwae_bound_tightens_with_samples(tiny_models, tiny_batch, kind):
 def test_iwae_score_below_elbo_score(tiny_models, tiny_batch, kind):
     models = tiny_models[kind]
     x, position = tiny_batch
-    iwae = ss.iwae_score(models, x, position=position, generator=_gen(1), n_samples=256)
+    iwae = iw.iwae_score(models, x, position=position, generator=_gen(1), n_samples=256)
     elbo = ss.elbo_score(models, x, position=position, generator=_gen(2), n_samples=256)
     assert bool((iwae.slice_score <= elbo.slice_score).all())
 

@@ -16,6 +16,7 @@ from ._base import (
 )
 from .cevae import CeVAE, CeVAEConfig
 from .dae import DAE, DAEConfig
+from .draws import Generators, SliceGenerators
 from .prior import CodePrior, PriorConfig
 from .vae import VAE, VAEConfig
 from .vqvae import VQVAE, VQVAEConfig
@@ -29,9 +30,11 @@ __all__ = [
     "CeVAEConfig",
     "CodePrior",
     "DAEConfig",
+    "Generators",
     "LossOutput",
     "ModelConfig",
     "PriorConfig",
+    "SliceGenerators",
     "VAEConfig",
     "VQVAEConfig",
     "build_model",

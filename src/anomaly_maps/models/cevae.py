@@ -50,6 +50,7 @@ import torch
 from .._config import is_int, is_real
 from ._base import LossOutput, register_model
 from ._conv import check_slices
+from .draws import Generators, integers, uniform
 from .vae import VAE, VAEConfig
 
 __all__ = ["CeVAE", "CeVAEConfig"]
@@ -170,7 +171,7 @@ class CeVAE(VAE):
     config: CeVAEConfig
 
     def mask_squares(
-        self, x: torch.Tensor, *, generator: torch.Generator | None = None
+        self, x: torch.Tensor, *, generator: Generators = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Overwrite random squares of each slice (the context-encoding corruption).
 
@@ -182,7 +183,7 @@ class CeVAE(VAE):
         ----------
         x : torch.Tensor
             Slices ``(B, C, H, W)``.
-        generator : torch.Generator, optional
+        generator : torch.Generator or SliceGenerators, optional
             Source of all random draws (on ``x.device``): same seed, same masks.
 
         Returns
@@ -199,11 +200,11 @@ class CeVAE(VAE):
         side_min, side_max = self.config.square_pixels
 
         def draw_int(low: int, high: int, shape: tuple[int, ...]) -> torch.Tensor:
-            return torch.randint(low, high + 1, shape, generator=generator, device=x.device)
+            return integers(low, high + 1, shape, generator, device=x.device)
 
         count = draw_int(n_min, n_max, (batch,))
         side = draw_int(side_min, side_max, (batch, n_max))
-        corner = torch.rand((2, batch, n_max), generator=generator, device=x.device)
+        corner = uniform((2, batch, n_max), generator, batch_dim=1, device=x.device)
         top = (corner[0] * (height - side + 1)).floor().long()
         left = (corner[1] * (width - side + 1)).floor().long()
 
@@ -223,28 +224,24 @@ class CeVAE(VAE):
         high = flat.amax(dim=1)[:, None, None, None]
         unit_shape = (batch, 1, height, width)
         if self.config.fill == "uniform":
-            per_square = torch.rand(
-                (batch, n_max + 1), generator=generator, device=x.device, dtype=x.dtype
-            )
+            per_square = uniform((batch, n_max + 1), generator, device=x.device, dtype=x.dtype)
             unit = per_square.gather(1, last.flatten(1)).view(unit_shape)
             fill = low + unit * (high - low)
         elif self.config.fill == "noise":
-            unit = torch.rand(unit_shape, generator=generator, device=x.device, dtype=x.dtype)
+            unit = uniform(unit_shape, generator, device=x.device, dtype=x.dtype)
             fill = low + unit * (high - low)
         else:
             fill = torch.zeros((), device=x.device, dtype=x.dtype)
         return torch.where(mask, fill, x), mask
 
-    def inpainting_loss(
-        self, x: torch.Tensor, *, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def inpainting_loss(self, x: torch.Tensor, *, generator: Generators = None) -> torch.Tensor:
         """Context-encoding loss: reconstruct the clean slice from a masked copy.
 
         Parameters
         ----------
         x : torch.Tensor
             Clean slices ``(B, C, H, W)``.
-        generator : torch.Generator, optional
+        generator : torch.Generator or SliceGenerators, optional
             Source of the masks (see :meth:`mask_squares`).
 
         Returns

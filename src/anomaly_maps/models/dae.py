@@ -45,6 +45,7 @@ from ._conv import (
     conv_encoder,
     pixel_error,
 )
+from .draws import Generators, integers, normal
 
 __all__ = ["DAE", "DAEConfig"]
 
@@ -163,14 +164,14 @@ class DAE(nn.Module):
         """Reconstruction ``x_hat`` of ``x`` (no noise added): ``(B, C, H, W) -> (B, C, H, W)``."""
         return self.decode(self.encode(x))
 
-    def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def corrupt(self, x: torch.Tensor, generator: Generators = None) -> torch.Tensor:
         """Add the configured training noise.
 
         Parameters
         ----------
         x : torch.Tensor
             Slices ``(B, C, H, W)``.
-        generator : torch.Generator, optional
+        generator : torch.Generator or SliceGenerators, optional
             Source of the noise (on ``x.device``): same seed, same noise.
 
         Returns
@@ -182,18 +183,16 @@ class DAE(nn.Module):
         check_slices(x, self.config)
         cfg = self.config
         if cfg.noise == "gaussian":
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            noise = normal(x.shape, generator, device=x.device, dtype=x.dtype)
             return x + cfg.noise_std * noise
 
         batch, channels, size, _ = x.shape
         res = cfg.noise_resolution
-        grid = torch.randn(
-            (batch, channels, res, res), generator=generator, device=x.device, dtype=x.dtype
-        )
+        grid = normal((batch, channels, res, res), generator, device=x.device, dtype=x.dtype)
         smooth = F.interpolate(grid, size=(size, size), mode="bilinear", align_corners=True)
         smooth = smooth / _bilinear_std(res, size, x)
         # Circular shift by a random offset per slice (rows, then columns).
-        shift = torch.randint(0, size, (2, batch, 1), generator=generator, device=x.device)
+        shift = integers(0, size, (2, batch, 1), generator, batch_dim=1, device=x.device)
         index = (torch.arange(size, device=x.device) - shift) % size  # (2, B, size)
         full = (batch, channels, size, size)
         smooth = smooth.gather(2, index[0][:, None, :, None].expand(full))

@@ -36,6 +36,7 @@ from torch import nn
 from .._config import is_int, is_real
 from ..errors import ParameterError
 from ._base import LossOutput, ModelConfig, register_model
+from .draws import Generators, uniform
 from .vqvae import VQVAEConfig
 
 __all__ = ["CodePrior", "PriorConfig"]
@@ -413,7 +414,7 @@ class CodePrior(nn.Module):
         codes: torch.Tensor,
         mask: torch.Tensor,
         position: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         temperature: float = 1.0,
     ) -> torch.Tensor:
         """Redraw the masked codes from the prior, in raster order (seed 002, section 2.4).
@@ -432,13 +433,13 @@ class CodePrior(nn.Module):
         Parameters
         ----------
         codes : torch.Tensor
-            ``(B, h, w)`` long codes, e.g. ``S`` stacked copies of each slice's codes.
+            ``(B, h, w)`` long codes, e.g. ``S`` copies of the slices' codes stacked.
         mask : torch.Tensor
             ``(B, h, w)`` bool, True where a code is redrawn.
         position : torch.Tensor or None
             ``(B,)`` slice positions in ``[0, 1]``; required iff ``config.conditioned``.
-        generator : torch.Generator or None
-            Random generator on the model's device, for reproducible draws.
+        generator : torch.Generator, SliceGenerators or None
+            On the model's device; per-slice ones give row ``r`` slice ``r % n``'s draws.
         temperature : float
             Logits are divided by it before the softmax (> 0; 1 samples the prior).
 
@@ -458,7 +459,7 @@ class CodePrior(nn.Module):
         batch = codes.shape[0]
         condition = self._condition(position, batch)
         flat = codes.flatten(1).clone()
-        uniform = torch.rand(flat.shape, generator=generator, device=flat.device)
+        uniforms = uniform(flat.shape, generator, device=flat.device)
         chosen = mask.flatten(1)
         steps = chosen.any(0).nonzero().flatten().tolist()  # raster positions to visit
         if not steps:
@@ -471,7 +472,7 @@ class CodePrior(nn.Module):
         for step, following in zip(steps, [*steps[1:], None], strict=True):
             hidden = self._hidden(tokens, start, condition, cache)[:, -1]
             probabilities = (self.head(hidden).float() / temperature).softmax(-1)
-            draw = _inverse_cdf_draw(probabilities, uniform[:, step])
+            draw = _inverse_cdf_draw(probabilities, uniforms[:, step])
             flat[:, step] = torch.where(chosen[:, step], draw, flat[:, step])
             if following is not None:
                 # Slots step+1 .. following hold codes step .. following-1.
@@ -483,7 +484,7 @@ class CodePrior(nn.Module):
         self,
         n: int,
         position: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         temperature: float = 1.0,
     ) -> torch.Tensor:
         """Draw ``n`` code grids from the prior, position by position in raster order.

@@ -46,6 +46,7 @@ from ._conv import (
     conv_encoder,
     pixel_error,
 )
+from .draws import Generators, normal
 
 __all__ = ["VAE", "VAEConfig", "VAEOutput"]
 
@@ -177,15 +178,16 @@ class VAE(nn.Module):
         mu: torch.Tensor,
         logvar: torch.Tensor,
         *,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> torch.Tensor:
         """Differentiable sample ``z = mu + exp(logvar / 2) * eps``, ``eps ~ N(0, I)``.
 
         Parameters
         ----------
         mu, logvar : torch.Tensor
-            ``(..., D)``.
-        generator : torch.Generator, optional
+            ``(..., D)``; for :class:`SliceGenerators` ``(..., R, D)`` with row ``r`` of
+            slice ``r % B`` (``(B, D)``, ``(L, B, D)`` or ``L`` stacked copies ``(L * B, D)``).
+        generator : torch.Generator or SliceGenerators, optional
             Source of ``eps`` (on ``mu.device``) for reproducible samples.
 
         Returns
@@ -193,7 +195,7 @@ class VAE(nn.Module):
         torch.Tensor
             ``z`` with the shape of ``mu``.
         """
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        eps = normal(mu.shape, generator, batch_dim=-2, device=mu.device, dtype=mu.dtype)
         return mu + torch.exp(0.5 * logvar) * eps
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -206,7 +208,7 @@ class VAE(nn.Module):
         x: torch.Tensor,
         sample: bool = True,
         *,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> VAEOutput:
         """Encode, take ``z`` (a posterior sample, or ``mu`` if ``sample`` is False), decode.
 
@@ -216,7 +218,7 @@ class VAE(nn.Module):
             Slices ``(B, C, H, W)``.
         sample : bool
             Draw ``z ~ q(z|x)`` (training, sampling variance) or use the mean.
-        generator : torch.Generator, optional
+        generator : torch.Generator or SliceGenerators, optional
             Source of the posterior noise when ``sample`` is True.
 
         Returns
@@ -306,7 +308,7 @@ class VAE(nn.Module):
         x: torch.Tensor,
         *,
         sample: bool = True,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> torch.Tensor:
         """Single-sample evidence lower bound ``log p(x|z) - KL`` (seed 000, eq. 1; beta = 1).
 
@@ -316,7 +318,7 @@ class VAE(nn.Module):
             Slices ``(B, C, H, W)``; differentiable w.r.t. ``x`` (the "score", eq. 2).
         sample : bool
             Use ``z ~ q(z|x)`` (an unbiased estimate of the bound) or ``z = mu``.
-        generator : torch.Generator, optional
+        generator : torch.Generator or SliceGenerators, optional
             Source of the posterior noise.
 
         Returns

@@ -4,7 +4,8 @@ napari slices a scan along one of its file (voxel) axes. A model cuts the scan a
 anatomical axis after reorienting it to RAS+ (:func:`~anomaly_maps.preprocessing.to_slices`):
 that axis is one file axis, possibly flipped, and is never resampled (only the in-plane
 size is), so file plane ``i`` is exactly model slice ``i`` or ``n - 1 - i``. The
-preview scores that one slice and puts its map back on the file plane.
+preview scores that one slice with the scoring inferer and puts its map back on the
+file plane.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from ..checkpoint import Checkpoint
 from ..device import resolve_device
 from ..preprocessing import _CANONICAL_AXIS, Axis, SliceGeometry, SliceStack, slices_to_volume
-from ..scoring import get_scorer
+from ..scoring import SliceInferer, Slices, resolve_scorers
 
 __all__ = ["ModelSlicing", "SlicePreview", "score_model_slice"]
 
@@ -118,33 +119,32 @@ def score_model_slice(
     """Score the model slice that shows file plane ``file_index`` of a preprocessed scan.
 
     ``stack`` is ``to_slices(volume, checkpoint.preprocessing)``, computed once per scan
-    so that a preview costs one model call. Maps are masked like
-    :func:`~anomaly_maps.scoring.score_volume` masks them (slice foreground, then the
-    scan's foreground), so a preview equals that slice of a full run up to random draws.
+    so that a preview costs one model call. The slice goes through the same
+    :class:`~anomaly_maps.scoring.SliceInferer` as :func:`~anomaly_maps.scoring.score_volume`,
+    each scorer with its own generator seeded from ``(seed, model slice index)``, and maps
+    are masked alike (slice foreground, then the scan's foreground): a preview equals
+    that slice of a full run with the same seed, whichever other scorers are ticked.
     It runs on one CPU thread (see :func:`_one_thread`).
     """
     slicing = ModelSlicing.from_geometry(stack.geometry)
     if not 0 <= file_index < slicing.n_slices:
         raise IndexError(f"plane {file_index} outside [0, {slicing.n_slices - 1}]")
     index = slicing.model_index(file_index)
-    target = resolve_device(device)
-    models = {kind: m.to(target).eval() for kind, m in checkpoint.models.items()}
-    x = torch.from_numpy(stack.images[index : index + 1, None]).to(target)
-    position = torch.from_numpy(stack.positions[index : index + 1]).to(target)
-    mask = torch.from_numpy(stack.mask[index])
+    inferer = SliceInferer(resolve_device(device), batch_size=1, seed=seed)
+    infos = resolve_scorers(scorers, checkpoint.kinds)
+    has_foreground = bool(stack.mask[index].any())
     fg_plane = np.take(stack.foreground, file_index, axis=slicing.file_axis)
-    generator = torch.Generator(device=target).manual_seed(seed)
+    with _one_thread():
+        results = inferer(
+            checkpoint.models,
+            Slices.from_stack(stack, np.array([index])),
+            [(info.fn, params) for info, params in infos],
+        )
     out = []
-    with torch.no_grad(), _one_thread():
-        for name, params in scorers:
-            info = get_scorer(name)
-            info.check_fits(checkpoint.kinds)
-            resolved = info.resolve_params(params)
-            result = info(models, x, position=position, generator=generator, **resolved)
-            plane = None
-            if result.pixel is not None:
-                pixel = result.pixel[0].float().cpu() * mask
-                plane = _plane_to_scan(pixel, stack.geometry, slicing) * fg_plane
-            score = float(result.slice_score[0]) if mask.any() else 0.0
-            out.append(SlicePreview(name, resolved, file_index, plane, score))
+    for (info, params), result in zip(infos, results, strict=True):
+        plane = None
+        if result.maps is not None:
+            plane = _plane_to_scan(result.maps[0], stack.geometry, slicing) * fg_plane
+        score = float(result.scores[0]) if has_foreground else 0.0
+        out.append(SlicePreview(info.name, params, file_index, plane, score))
     return out

@@ -8,11 +8,13 @@ the CLI builds its ``--param`` checks and the napari widget its form from the
 A scorer function has the signature::
 
     fn(models: dict[str, nn.Module], x: Tensor, *, position: Tensor,
-       generator: torch.Generator, **params) -> ScoreResult
+       generator: SliceGenerators, **params) -> ScoreResult
 
 where ``models`` are the checkpoint's models by kind (eval mode, on ``x.device``),
 ``x`` is a batch of preprocessed slices (B, 1, H, W), ``position`` their slice positions
-(B,) in [0, 1], and ``generator`` (on ``x.device``) is the only source of randomness.
+(B,) in [0, 1], and ``generator`` (on ``x.device``, one generator per slice, see
+:class:`~anomaly_maps.models.SliceGenerators`) is the only source of randomness: slice
+``b``'s draws come from its own generator, so its result does not depend on the batch.
 It works on the whole batch at once (SmoothGrad/IWAE/restoration samples are stacked
 into the batch), never looping over slices in Python.
 """
@@ -29,6 +31,7 @@ from torch import nn
 
 from .._config import is_int, is_real
 from ..errors import ParameterError, ScorerError
+from ..models import SliceGenerators
 
 __all__ = [
     "ParamSpec",
@@ -39,6 +42,7 @@ __all__ = [
     "list_scorers",
     "register_reference",
     "register_scorer",
+    "resolve_scorers",
 ]
 
 
@@ -189,7 +193,7 @@ class ScorerInfo:
         x: torch.Tensor,
         *,
         position: torch.Tensor,
-        generator: torch.Generator,
+        generator: SliceGenerators,
         **params: Any,
     ) -> ScoreResult:
         return self.fn(models, x, position=position, generator=generator, **params)
@@ -243,3 +247,25 @@ def get_scorer(name: str) -> ScorerInfo:
 def list_scorers(kinds: Sequence[str] | None = None) -> list[str]:
     """Names of all scorers, or of those that fit a checkpoint holding ``kinds``."""
     return sorted(n for n, s in _SCORERS.items() if kinds is None or s.fits(kinds))
+
+
+def resolve_scorers(
+    requests: Sequence[tuple[str, dict[str, Any] | None]],
+    kinds: Sequence[str],
+    *,
+    reference: bool = False,
+) -> list[tuple[ScorerInfo, dict[str, Any]]]:
+    """Each ``(name, params)`` request as its scorer and checked parameters, before any work.
+
+    Raises ``ScorerError`` for an unknown scorer, one that does not fit a checkpoint
+    holding ``kinds``, or (``reference=True``) one without a naive reference, and
+    ``ParameterError`` for bad parameters.
+    """
+    resolved = []
+    for name, params in requests:
+        info = get_scorer(name)
+        info.check_fits(kinds)
+        if reference and info.reference is None:
+            raise ScorerError(f"scorer {name!r} has no registered reference implementation")
+        resolved.append((info, info.resolve_params(params)))
+    return resolved

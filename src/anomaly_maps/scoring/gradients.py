@@ -8,27 +8,8 @@ checkerboard artefacts of strided convolutions (section 3). Seed 003 (ceVAE) mul
 the reconstruction error element-wise with the KL gradient (eq. 8), back-propagating only
 the KL term.
 
-Batching and noise (the same for every scorer here)
----------------------------------------------------
-- SmoothGrad: ``n_smooth`` noisy copies ``x + noise * (max(x_b) - min(x_b)) * eps`` of
-  each slice ``b``, ``eps ~ N(0, I)``, i.e. the noise standard deviation is a fraction of
-  each slice's own intensity range (Smilkov et al.'s "noise level"). All ``n_smooth * B``
-  copies are stacked sample-major (row ``k * B + b``) and drawn from ``generator`` in one
-  call (:func:`smoothgrad_inputs`).
-- One backward pass: the per-copy terms are summed and differentiated once with
-  :func:`torch.autograd.grad`; no layer mixes slices, so the gradient of the sum with
-  respect to copy ``k * B + b`` is exactly the gradient of that copy's own term.
-- Posterior noise: the reconstruction and ELBO terms need ``z``. With
-  ``posterior="sample"`` (default; the single-sample Monte Carlo ELBO of seed 000, eq. 2)
-  each noisy copy gets its own ``z = mu + exp(logvar / 2) * eps_z`` from
-  ``model.reparameterize(generator=generator)``, drawn *after* the SmoothGrad noise as
-  one ``(n_smooth * B, D)`` tensor, so SmoothGrad also averages over ``z``. With
-  ``posterior="mean"``, ``z = mu`` (as in the MOOD example code) and nothing more is
-  drawn. The KL term is analytic and draws no ``z``.
-- SmoothGrad averages the signed gradients and takes the magnitude afterwards
-  (``abs_first=False``, Smilkov et al. and the later trixi helper, since copies can point
-  in opposite directions); ``abs_first=True`` averages magnitudes (the older trixi helper
-  used by the seed code).
+The batching and the noise of SmoothGrad are described in :mod:`.smoothgrad`; each
+scorer's naive reference (one slice, one copy per pass) is registered next to it.
 
 References
 ----------
@@ -43,149 +24,36 @@ References
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from ..models import SliceGenerators
+from ._naive import cat_results, decode_sample
 from ._ops import gaussian_blur, model_of
-from ._registry import ParamSpec, ScoreResult, register_scorer
-from .reconstruction import pixel_distance, reconstruct
-
-__all__ = [
-    "cevae_combined",
-    "elbo_grad",
-    "input_gradient",
-    "kl_grad",
-    "loss_terms",
-    "minmax_per_slice",
-    "rec_grad",
-    "smoothgrad_inputs",
-]
-
-Term = Literal["rec", "kl", "elbo"]
-Posterior = Literal["sample", "mean"]
-
-
-def smoothgrad_inputs(
-    x: torch.Tensor, n_smooth: int, noise: float, generator: torch.Generator
-) -> torch.Tensor:
-    """Noisy copies of ``x`` for SmoothGrad, stacked sample-major: ``(n_smooth * B, C, H, W)``.
-
-    Copy ``k * B + b`` is ``x[b] + noise * (max(x[b]) - min(x[b])) * eps[k, b]`` with
-    ``eps = torch.randn((n_smooth, B, C, H, W), generator=generator)`` drawn in one call.
-    """
-    flat = x.flatten(1)
-    scale = (noise * (flat.amax(1) - flat.amin(1))).view(1, -1, *([1] * (x.dim() - 1)))
-    eps = torch.randn((n_smooth, *x.shape), generator=generator, device=x.device, dtype=x.dtype)
-    return (x.unsqueeze(0) + scale * eps).flatten(0, 1)
-
-
-def loss_terms(
-    model: nn.Module,
-    x: torch.Tensor,
-    term: Term,
-    *,
-    posterior: Posterior = "sample",
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Per-slice loss term ``(N,)`` of a VAE, differentiable with respect to ``x``.
-
-    ``"kl"``: ``KL(q(z|x) || N(0, I))``; ``"rec"``: ``-log p(x|z)`` summed over pixels
-    (without its constant); ``"elbo"``: their sum, the negative single-sample ELBO with
-    beta = 1 (seed 000, eq. 1). The sign does not matter for the magnitude maps.
-    """
-    mu, logvar = model.encode(x)
-    kl = model.kl_loss(mu, logvar)
-    if term == "kl":
-        return kl
-    z = model.reparameterize(mu, logvar, generator=generator) if posterior == "sample" else mu
-    rec = model.reconstruction_loss(x, model.decode(z)).flatten(1).sum(1)
-    return rec if term == "rec" else rec + kl
-
-
-def input_gradient(
-    model: nn.Module,
-    x: torch.Tensor,
-    term: Term,
-    *,
-    n_smooth: int,
-    noise: float,
-    generator: torch.Generator,
-    posterior: Posterior = "sample",
-    abs_first: bool = False,
-) -> torch.Tensor:
-    """SmoothGrad magnitude of ``d term / d x``, channel mean: ``(B, C, H, W) -> (B, H, W)``.
-
-    All copies go through one forward and one backward pass (see the module notes). Runs
-    under :func:`torch.enable_grad` and outside inference mode, so it works when called
-    inside ``torch.no_grad()`` or ``torch.inference_mode()``.
-    """
-    with torch.inference_mode(False), torch.enable_grad():
-        noisy = smoothgrad_inputs(x.clone(), n_smooth, noise, generator)
-        noisy = noisy.detach().requires_grad_(True)
-        total = loss_terms(model, noisy, term, posterior=posterior, generator=generator).sum()
-        (grad,) = torch.autograd.grad(total, noisy)
-    grad = grad.detach().view(n_smooth, *x.shape)
-    magnitude = grad.abs().mean(0) if abs_first else grad.mean(0).abs()
-    return magnitude.mean(1)
-
-
-def minmax_per_slice(maps: torch.Tensor) -> torch.Tensor:
-    """Rescale each ``(H, W)`` map of ``(B, H, W)`` to [0, 1]; a constant map becomes 0."""
-    flat = maps.flatten(1)
-    low = flat.amin(1).view(-1, 1, 1)
-    span = (flat.amax(1).view(-1, 1, 1) - low).clamp_min(torch.finfo(maps.dtype).tiny)
-    return (maps - low) / span
-
-
-def _smoothgrad_params(n_smooth: int, sigma: float) -> list[ParamSpec]:
-    return [
-        ParamSpec(
-            "n_smooth",
-            int,
-            n_smooth,
-            (1, 128),
-            "SmoothGrad noisy copies per slice (1 with noise 0 = plain gradient)",
-        ),
-        ParamSpec(
-            "noise",
-            float,
-            0.05,
-            (0.0, 1.0),
-            "SmoothGrad noise std as a fraction of each slice's intensity range",
-        ),
-        ParamSpec(
-            "sigma",
-            float,
-            sigma,
-            (0.0, 32.0),
-            "Gaussian smoothing of the gradient map in pixels; 0 = none",
-        ),
-        ParamSpec(
-            "abs_first",
-            bool,
-            False,
-            None,
-            "Average gradient magnitudes instead of taking the magnitude of the average",
-        ),
-    ]
-
-
-_POSTERIOR = ParamSpec(
-    "posterior",
-    str,
-    "sample",
-    ("sample", "mean"),
-    "z for the reconstruction term: one posterior sample per noisy copy, or the mean",
+from ._registry import ParamSpec, ScoreResult, ScorerFn, register_reference, register_scorer
+from .reconstruction import Norm, pixel_distance, reconstruct
+from .smoothgrad import (
+    POSTERIOR,
+    Posterior,
+    Term,
+    input_gradient,
+    minmax_per_slice,
+    smoothgrad_params,
+    smoothgrad_per_copy,
 )
+
+__all__ = ["cevae_combined", "elbo_grad", "kl_grad", "rec_grad"]
+
+_KINDS = ("vae", "cevae")
 
 
 def _gradient_score(
     models: dict[str, nn.Module],
     x: torch.Tensor,
     term: Term,
-    generator: torch.Generator,
+    generator: SliceGenerators,
     *,
     n_smooth: int,
     noise: float,
@@ -193,7 +61,7 @@ def _gradient_score(
     abs_first: bool,
     posterior: Posterior = "sample",
 ) -> ScoreResult:
-    model = model_of(models, "vae", "cevae")
+    model = model_of(models, *_KINDS)
     grad = input_gradient(
         model,
         x,
@@ -217,8 +85,8 @@ _PARAMS_DOC = """
         Preprocessed slices ``(B, 1, H, W)``.
     position : torch.Tensor
         Slice positions ``(B,)``; unused.
-    generator : torch.Generator
-        Source of the SmoothGrad noise, then of the posterior noise (module notes).
+    generator : SliceGenerators
+        Source of the SmoothGrad noise, then of the posterior noise (:mod:`.smoothgrad`).
     n_smooth : int
         SmoothGrad copies per slice. Default 20 and ``noise`` 0.05: the trixi
         ``get_smooth_image_gradient`` defaults of the seed authors (``n_runs=20``,
@@ -241,107 +109,70 @@ _RETURNS_DOC = """
 """
 
 
-@register_scorer(
-    "rec_grad",
-    description="|d rec / d x|: input gradient of the reconstruction term (SmoothGrad)",
-    seed="000, section 3",
-    model_kinds=("vae", "cevae"),
-    params=[*_smoothgrad_params(20, 2.0), _POSTERIOR],
-)
-def rec_grad(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: torch.Generator,
-    n_smooth: int = 20,
-    noise: float = 0.05,
-    sigma: float = 2.0,
-    abs_first: bool = False,
-    posterior: Posterior = "sample",
-) -> ScoreResult:
-    return _gradient_score(
-        models,
-        x,
-        "rec",
-        generator,
-        n_smooth=n_smooth,
-        noise=noise,
-        sigma=sigma,
-        abs_first=abs_first,
-        posterior=posterior,
-    )
-
-
-@register_scorer(
-    "kl_grad",
-    description="|d KL / d x|: input gradient of the KL term (SmoothGrad)",
-    seed="000, section 3",
-    model_kinds=("vae", "cevae"),
-    params=_smoothgrad_params(20, 2.0),
-)
-def kl_grad(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: torch.Generator,
-    n_smooth: int = 20,
-    noise: float = 0.05,
-    sigma: float = 2.0,
-    abs_first: bool = False,
-) -> ScoreResult:
-    return _gradient_score(
-        models,
-        x,
-        "kl",
-        generator,
-        n_smooth=n_smooth,
-        noise=noise,
-        sigma=sigma,
-        abs_first=abs_first,
-    )
-
-
-@register_scorer(
-    "elbo_grad",
-    description="|d ELBO / d x|: the approximate score, input gradient of the ELBO",
-    seed="000, eq. 2 and section 3",
-    model_kinds=("vae", "cevae"),
-    params=[*_smoothgrad_params(20, 2.0), _POSTERIOR],
-)
-def elbo_grad(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: torch.Generator,
-    n_smooth: int = 20,
-    noise: float = 0.05,
-    sigma: float = 2.0,
-    abs_first: bool = False,
-    posterior: Posterior = "sample",
-) -> ScoreResult:
-    return _gradient_score(
-        models,
-        x,
-        "elbo",
-        generator,
-        n_smooth=n_smooth,
-        noise=noise,
-        sigma=sigma,
-        abs_first=abs_first,
-        posterior=posterior,
-    )
-
-
 _POSTERIOR_DOC = """    posterior : {"sample", "mean"}
         ``z`` of the reconstruction term: one reparameterised sample per noisy copy
         (default, seed 000 eq. 2) or the posterior mean.
 """
 
-rec_grad.__doc__ = (
-    "Magnitude of the input gradient of the reconstruction term ``-log p(x|z)``.\n"
+
+def _gradient_reference(
+    models: dict[str, nn.Module],
+    x: torch.Tensor,
+    term: Term,
+    generator: SliceGenerators,
+    *,
+    sigma: float,
+    **smoothgrad: Any,
+) -> ScoreResult:
+    """:func:`_gradient_score` per slice and SmoothGrad copy (:func:`smoothgrad_per_copy`)."""
+    maps = smoothgrad_per_copy(model_of(models, "vae", "cevae"), x, term, generator, **smoothgrad)
+    return cat_results([ScoreResult.from_map(gaussian_blur(m, sigma)) for m in maps])
+
+
+def _register_gradient_scorer(
+    name: str, term: Term, *, description: str, seed: str, posterior: bool, doc: str
+) -> ScorerFn:
+    """Register the smoothed SmoothGrad magnitude of ``term`` as scorer ``name``, with its
+    naive reference; ``posterior``: whether it takes the ``posterior`` parameter (the
+    terms that decode a ``z``). The three gradient scorers differ only in these."""
+    params = [*smoothgrad_params(20, 2.0), *([POSTERIOR] if posterior else [])]
+
+    @register_scorer(name, description=description, seed=seed, model_kinds=_KINDS, params=params)
+    def scorer(
+        models: dict[str, nn.Module],
+        x: torch.Tensor,
+        *,
+        position: torch.Tensor,
+        generator: SliceGenerators,
+        **smoothgrad: Any,
+    ) -> ScoreResult:
+        return _gradient_score(models, x, term, generator, **smoothgrad)
+
+    @register_reference(name)
+    def reference(
+        models: dict[str, nn.Module],
+        x: torch.Tensor,
+        *,
+        position: torch.Tensor,
+        generator: SliceGenerators,
+        **smoothgrad: Any,
+    ) -> ScoreResult:
+        return _gradient_reference(models, x, term, generator, **smoothgrad)
+
+    scorer.__name__ = scorer.__qualname__ = name
+    scorer.__doc__ = doc
+    reference.__name__ = reference.__qualname__ = f"{name}_reference"
+    reference.__doc__ = f"``{name}`` per slice and SmoothGrad copy (seed {seed})."
+    return scorer
+
+
+rec_grad = _register_gradient_scorer(
+    "rec_grad",
+    "rec",
+    description="|d rec / d x|: input gradient of the reconstruction term (SmoothGrad)",
+    seed="000, section 3",
+    posterior=True,
+    doc="Magnitude of the input gradient of the reconstruction term ``-log p(x|z)``.\n"
     + _PARAMS_DOC
     + _POSTERIOR_DOC
     + _RETURNS_DOC
@@ -350,10 +181,15 @@ rec_grad.__doc__ = (
     ----------
     .. [1] Zimmerer et al., "A Case for the Score" (seed 000), section 3
        ("reconstruction-loss gradient").
-    """
+    """,
 )
-kl_grad.__doc__ = (
-    "Magnitude of the input gradient of ``KL(q(z|x) || p(z))``.\n"
+kl_grad = _register_gradient_scorer(
+    "kl_grad",
+    "kl",
+    description="|d KL / d x|: input gradient of the KL term (SmoothGrad)",
+    seed="000, section 3",
+    posterior=False,
+    doc="Magnitude of the input gradient of ``KL(q(z|x) || p(z))``.\n"
     + _PARAMS_DOC
     + _RETURNS_DOC
     + """
@@ -361,10 +197,15 @@ kl_grad.__doc__ = (
     ----------
     .. [1] Zimmerer et al., "A Case for the Score" (seed 000), section 3
        ("KL-loss gradient", pixel AUROC 0.939 on BraTS 2017).
-    """
+    """,
 )
-elbo_grad.__doc__ = (
-    "Magnitude of the input gradient of the ELBO, the approximate score d log p(x) / dx.\n"
+elbo_grad = _register_gradient_scorer(
+    "elbo_grad",
+    "elbo",
+    description="|d ELBO / d x|: the approximate score, input gradient of the ELBO",
+    seed="000, eq. 2 and section 3",
+    posterior=True,
+    doc="Magnitude of the input gradient of the ELBO, the approximate score d log p(x) / dx.\n"
     + _PARAMS_DOC
     + _POSTERIOR_DOC
     + _RETURNS_DOC
@@ -373,7 +214,7 @@ elbo_grad.__doc__ = (
     ----------
     .. [1] Zimmerer et al., "A Case for the Score" (seed 000), eq. 2 and section 3
        ("ELBO gradient").
-    """
+    """,
 )
 
 
@@ -390,7 +231,7 @@ elbo_grad.__doc__ = (
             ("l1", "l2"),
             "Reconstruction error: absolute (l1) or squared (l2) difference",
         ),
-        *_smoothgrad_params(2, 3.0),
+        *smoothgrad_params(2, 3.0),
     ],
 )
 def cevae_combined(
@@ -398,7 +239,7 @@ def cevae_combined(
     x: torch.Tensor,
     *,
     position: torch.Tensor,
-    generator: torch.Generator,
+    generator: SliceGenerators,
     norm: Literal["l1", "l2"] = "l2",
     n_smooth: int = 2,
     noise: float = 0.05,
@@ -425,7 +266,7 @@ def cevae_combined(
         Preprocessed slices ``(B, 1, H, W)``.
     position : torch.Tensor
         Slice positions ``(B,)``; unused.
-    generator : torch.Generator
+    generator : SliceGenerators
         Source of the SmoothGrad noise.
     norm : {"l1", "l2"}
         Reconstruction error (MOOD: squared).
@@ -454,3 +295,36 @@ def cevae_combined(
         rec = pixel_distance(x, reconstruct(models, x), norm)
     pixel = gaussian_blur(minmax_per_slice(grad), sigma) * rec
     return ScoreResult.from_map(pixel)
+
+
+# --------------------------------------------------------------- naive references
+
+
+@register_reference("cevae_combined")
+def cevae_combined_reference(
+    models: dict[str, nn.Module],
+    x: torch.Tensor,
+    *,
+    position: torch.Tensor,
+    generator: SliceGenerators,
+    norm: Norm,
+    n_smooth: int,
+    noise: float,
+    sigma: float,
+    abs_first: bool,
+) -> ScoreResult:
+    """``cevae_combined`` per slice: smoothed, normalised SmoothGrad KL gradient (one copy
+    per backward pass) times the error of the posterior-mean reconstruction (seed 003,
+    eq. 8)."""
+    model = model_of(models, "vae", "cevae")
+    grads = smoothgrad_per_copy(
+        model, x, "kl", generator, n_smooth=n_smooth, noise=noise, abs_first=abs_first
+    )
+    results = []
+    with torch.no_grad():
+        for b, grad in enumerate(grads):
+            x1 = x[b : b + 1]
+            _, x_hat = decode_sample(model, *model.encode(x1), None)
+            pixel = gaussian_blur(minmax_per_slice(grad), sigma) * pixel_distance(x1, x_hat, norm)
+            results.append(ScoreResult.from_map(pixel))
+    return cat_results(results)

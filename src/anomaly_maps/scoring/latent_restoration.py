@@ -10,8 +10,10 @@ less), then smoothed by a min-pool and an average pool.
 ``lambda_s``; its pixel map is that thresholded NLL grid upsampled to the image.
 
 Both are batched: the ``S`` restorations of all ``B`` slices are stacked into one
-``(B * S, h, w)`` batch (row ``b * S + j`` is restoration ``j`` of slice ``b``), given to
-:meth:`CodePrior.resample` once with the repeated slice positions, and decoded at once.
+``(S * B, h, w)`` batch (row ``j * B + b`` is restoration ``j`` of slice ``b``), given to
+:meth:`CodePrior.resample` once with the repeated slice positions (slice ``b``'s draws
+from its own generator), and decoded at once. Each scorer's naive reference (one slice,
+one restoration at a time) is registered next to it.
 
 References
 ----------
@@ -26,8 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models import Generators, SliceGenerators
+from ._naive import cat_results
 from ._ops import model_of, shared
-from ._registry import ParamSpec, ScoreResult, register_scorer
+from ._registry import ParamSpec, ScoreResult, register_reference, register_scorer
 
 __all__ = [
     "codes_and_nll",
@@ -95,15 +99,15 @@ def restore_codes(
     prior: nn.Module,
     x: torch.Tensor,
     position: torch.Tensor,
-    generator: torch.Generator | None,
+    generator: Generators,
     lambda_p: float,
     n_restorations: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Codes of ``x`` and ``S`` prior restorations of each, stacked.
 
     The redraw mask is fixed from the NLL of the input's codes (``nll > lambda_p``);
-    :meth:`CodePrior.resample` is called once on the ``(B * S, h, w)`` stack (row
-    ``b * S + j``: slice ``b``, restoration ``j``) with the positions repeated likewise;
+    :meth:`CodePrior.resample` is called once on the ``(S * B, h, w)`` stack (row
+    ``j * B + b``: restoration ``j`` of slice ``b``) with the positions repeated likewise;
     it runs no prior pass when no code exceeds ``lambda_p``.
 
     Returns
@@ -113,14 +117,14 @@ def restore_codes(
     mask : torch.Tensor
         ``(B, h, w)`` bool, True where codes were redrawn.
     restored : torch.Tensor
-        ``(B * S, h, w)`` long restored codes.
+        ``(S * B, h, w)`` long restored codes.
     """
     codes, nll = codes_and_nll(vqvae, prior, x, position)
     mask = nll > lambda_p
     stacked = prior.resample(
-        codes.repeat_interleave(n_restorations, dim=0),
-        mask.repeat_interleave(n_restorations, dim=0),
-        _prior_position(prior, position.repeat_interleave(n_restorations)),
+        codes.repeat(n_restorations, 1, 1),
+        mask.repeat(n_restorations, 1, 1),
+        _prior_position(prior, position.repeat(n_restorations)),
         generator,
     )
     return codes, mask, stacked
@@ -154,7 +158,7 @@ def latent_restoration(
     x: torch.Tensor,
     *,
     position: torch.Tensor,
-    generator: torch.Generator,
+    generator: SliceGenerators,
     lambda_p: float = 5.0,
     n_restorations: int = 15,
     k: float = 3.0,
@@ -184,7 +188,7 @@ def latent_restoration(
         Slices ``(B, C, H, W)``.
     position : torch.Tensor
         ``(B,)`` slice positions in ``[0, 1]``, passed to a conditioned prior.
-    generator : torch.Generator
+    generator : SliceGenerators
         Source of the prior draws.
     lambda_p : float
         NLL threshold in nats (paper: 5, the 90th percentile on validation).
@@ -211,7 +215,7 @@ def latent_restoration(
     batch, s = x.shape[0], n_restorations
     with torch.no_grad():
         _, _, restored = restore_codes(vqvae, prior, x, position, generator, lambda_p, s)
-        x_j = vqvae.decode_codes(restored).view(batch, s, *x.shape[1:])
+        x_j = vqvae.decode_codes(restored).view(s, batch, *x.shape[1:]).transpose(0, 1)
         residuals = (x[:, None] - x_j).abs().mean(2)  # (B, S, H, W)
         weights = restoration_weights(residuals, k)
         pixel = (weights[:, :, None, None] * residuals).sum(1)
@@ -233,7 +237,7 @@ def latent_nll(
     x: torch.Tensor,
     *,
     position: torch.Tensor,
-    generator: torch.Generator,
+    generator: SliceGenerators,
     lambda_s: float = 7.0,
 ) -> ScoreResult:
     """Sample-wise score ``AS = sum_i xi(p(c_i))`` of seed 002, section 2.3.
@@ -248,7 +252,7 @@ def latent_nll(
         Slices ``(B, C, H, W)``.
     position : torch.Tensor
         ``(B,)`` slice positions in ``[0, 1]``, passed to a conditioned prior.
-    generator : torch.Generator
+    generator : SliceGenerators
         Unused.
     lambda_s : float
         NLL threshold in nats (paper: 7, the 98th percentile on validation).
@@ -273,3 +277,70 @@ def latent_nll(
         kept = torch.where(nll > lambda_s, nll, torch.zeros_like(nll))
         pixel = F.interpolate(kept[:, None], size=x.shape[-2:], mode="nearest")[:, 0]
     return ScoreResult(pixel, kept.flatten(1).sum(1))
+
+
+# --------------------------------------------------------------- naive references
+
+
+@register_reference("latent_restoration")
+def latent_restoration_reference(
+    models: dict[str, nn.Module],
+    x: torch.Tensor,
+    *,
+    position: torch.Tensor,
+    generator: SliceGenerators,
+    lambda_p: float,
+    n_restorations: int,
+    k: float,
+    min_pool: int,
+    avg_pool: int,
+) -> ScoreResult:
+    """``latent_restoration`` per slice and restoration (seed 002, section 2.4).
+
+    Each slice's codes and redraw mask are computed once; each restoration is one
+    :meth:`CodePrior.resample` call on that slice's codes alone, with that slice's
+    generator, decoded alone. The prior draws its uniforms row by row, so restoration
+    ``j`` gets what the batched scorer's row ``j * B + b`` gets.
+    """
+    vqvae = model_of(models, "vqvae")
+    prior = model_of(models, "prior")
+    results = []
+    with torch.no_grad():
+        for b in range(x.shape[0]):
+            y, pos = x[b : b + 1], _prior_position(prior, position[b : b + 1])
+            codes = vqvae.codes(y)
+            mask = prior.nll(codes, pos) > lambda_p
+            residuals = []
+            for _ in range(n_restorations):
+                restored = prior.resample(codes, mask, pos, generator[b])
+                residuals.append((y - vqvae.decode_codes(restored)).abs().mean(1))
+            stacked = torch.stack(residuals, dim=1)  # (1, S, H, W)
+            weights = restoration_weights(stacked, k)
+            pixel = (weights[:, :, None, None] * stacked).sum(1)
+            results.append(
+                ScoreResult.from_map(mean_filter(min_filter(pixel, min_pool), avg_pool))
+            )
+    return cat_results(results)
+
+
+@register_reference("latent_nll")
+def latent_nll_reference(
+    models: dict[str, nn.Module],
+    x: torch.Tensor,
+    *,
+    position: torch.Tensor,
+    generator: SliceGenerators,
+    lambda_s: float,
+) -> ScoreResult:
+    """``latent_nll`` per slice: sum of the code NLLs above ``lambda_s`` (seed 002, 2.3)."""
+    vqvae = model_of(models, "vqvae")
+    prior = model_of(models, "prior")
+    results = []
+    with torch.no_grad():
+        for b in range(x.shape[0]):
+            y = x[b : b + 1]
+            nll = prior.nll(vqvae.codes(y), _prior_position(prior, position[b : b + 1]))
+            kept = torch.where(nll > lambda_s, nll, torch.zeros_like(nll))
+            pixel = F.interpolate(kept[:, None], size=y.shape[-2:], mode="nearest")[:, 0]
+            results.append(ScoreResult(pixel, kept.flatten(1).sum(1)))
+    return cat_results(results)

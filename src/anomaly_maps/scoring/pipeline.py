@@ -1,13 +1,13 @@
-"""Score a whole volume: preprocess as the model was trained, score slice batches on the
-device, mask the background, and put the maps back on the scan's voxel grid.
+"""Score a whole volume: preprocess as the model was trained, score its foreground slices
+with the :class:`~.inferer.SliceInferer`, mask the background, and put the maps back on
+the scan's voxel grid.
 
 This is the one function the CLI (``anomaly-maps score``) and the napari widgets call.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,21 +16,18 @@ import torch
 
 from ..checkpoint import Checkpoint
 from ..device import resolve_device
-from ..errors import Cancelled, ParameterError, ScorerError
+from ..errors import ParameterError
 from ..io import Volume
 from ..preprocessing import slices_to_volume, to_slices
-from ._ops import sharing_passes
-from ._registry import ScorerInfo, get_scorer
+from ._registry import resolve_scorers
+from .inferer import SliceInferer, Slices
 
 __all__ = [
     "VOLUME_SCORES",
     "VolumeScore",
-    "iter_batches_adaptive",
     "score_volume",
     "volume_score_of",
 ]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -110,34 +107,6 @@ def volume_score_of(
     return float(slice_scores.mean() if aggregate == "slice_mean" else slice_scores.max())
 
 
-def _is_oom(err: BaseException) -> bool:
-    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
-
-
-def iter_batches_adaptive(
-    n: int, batch_size: int, run: Callable[[slice], Any], device: torch.device
-) -> Iterator[tuple[slice, Any]]:
-    """Yield ``(batch_slice, run(batch_slice))`` over ``range(n)``.
-
-    On a CUDA out-of-memory error the batch is halved and retried (down to one slice),
-    and the smaller size is kept for the rest of the volume.
-    """
-    start = 0
-    while start < n:
-        stop = min(n, start + batch_size)
-        try:
-            result = run(slice(start, stop))
-        except (torch.cuda.OutOfMemoryError, RuntimeError) as err:
-            if device.type != "cuda" or not _is_oom(err) or stop - start == 1:
-                raise
-            torch.cuda.empty_cache()
-            batch_size = max(1, (stop - start) // 2)
-            log.warning("out of GPU memory: retrying with batches of %d slices", batch_size)
-            continue
-        yield slice(start, stop), result
-        start = stop
-
-
 def score_volume(
     volume: Volume,
     checkpoint: Checkpoint,
@@ -164,9 +133,11 @@ def score_volume(
     device
         Where to score; default: where the checkpoint's models are.
     batch_size
-        Slices per call (halved automatically on CUDA out-of-memory).
+        Slices per call, >= 1 (halved automatically on CUDA out-of-memory).
     seed
-        Seeds each scorer's random draws (SmoothGrad noise, samples, restorations).
+        Seeds each scorer's random draws (SmoothGrad noise, samples, restorations),
+        slice by slice with the slice's index, so the maps do not depend on
+        ``batch_size``; an int >= 0.
     progress
         Called as ``progress(done_slices, total_slices)`` after every batch.
     should_stop
@@ -184,70 +155,44 @@ def score_volume(
         One per scorer, in order.
     """
     check_volume_score(volume_score)  # before any work
-    infos: list[tuple[ScorerInfo, dict[str, Any]]] = []
-    for name, params in scorers:
-        info = get_scorer(name)
-        info.check_fits(checkpoint.kinds)
-        if reference and info.reference is None:
-            raise ScorerError(f"scorer {name!r} has no registered reference implementation")
-        infos.append((info, info.resolve_params(params)))
-    fns = [info.reference if reference else info.fn for info, _ in infos]
-    target = (
+    infos = resolve_scorers(scorers, checkpoint.kinds, reference=reference)
+    inferer = SliceInferer(
         resolve_device(device)
         if device is not None
-        else next(checkpoint.model.parameters()).device
+        else next(checkpoint.model.parameters()).device,
+        batch_size=batch_size,
+        seed=seed,
+        progress=progress,
+        should_stop=should_stop,
     )
-    models = {kind: m.to(target).eval() for kind, m in checkpoint.models.items()}
 
     stack = to_slices(volume, checkpoint.preprocessing)
     scored = np.flatnonzero(stack.mask.any(axis=(1, 2)))
-    images = torch.from_numpy(stack.images[scored])[:, None]
-    masks = torch.from_numpy(stack.mask[scored])
-    positions = torch.from_numpy(stack.positions[scored])
-    n_slices, size = stack.images.shape[0], stack.images.shape[-1]
-    maps = [torch.zeros(n_slices, size, size) for _ in infos]
-    slice_scores = [np.zeros(n_slices, np.float32) for _ in infos]
-    has_map = [False] * len(infos)
-    # One generator per scorer: a scorer's draws (and so its map) do not depend on
-    # which other scorers run alongside it.
-    generators = [torch.Generator(device=target).manual_seed(seed) for _ in infos]
-
-    def run(batch: slice) -> list:
-        x = images[batch].to(target)
-        position = positions[batch].to(target)
-        with torch.no_grad(), sharing_passes():
-            return [
-                fn(models, x, position=position, generator=g, **params)
-                for fn, g, (_, params) in zip(fns, generators, infos, strict=True)
-            ]
-
-    for batch, results in iter_batches_adaptive(len(scored), batch_size, run, target):
-        rows = scored[batch]
-        for i, result in enumerate(results):
-            if result.pixel is not None:
-                maps[i][rows] = result.pixel.float().cpu() * masks[batch]
-                has_map[i] = True
-            slice_scores[i][rows] = result.slice_score.float().cpu().numpy()
-        if progress is not None:
-            progress(batch.stop, len(scored))
-        if should_stop is not None and should_stop():
-            raise Cancelled(f"scoring stopped after {batch.stop} of {len(scored)} slices")
-
+    results = inferer(
+        checkpoint.models,
+        Slices.from_stack(stack, scored),
+        [(info.reference if reference else info.fn, params) for info, params in infos],
+    )
+    n_slices = stack.images.shape[0]
     is_scored = np.zeros(n_slices, bool)
     is_scored[scored] = True
     out = []
-    for i, (info, params) in enumerate(infos):
-        volume_map = (
-            slices_to_volume(maps[i], stack.geometry) * stack.foreground if has_map[i] else None
-        )
+    for (info, params), result in zip(infos, results, strict=True):
+        volume_map = None
+        if result.maps is not None:
+            maps = torch.zeros(n_slices, *result.maps.shape[1:])
+            maps[torch.from_numpy(scored)] = result.maps
+            volume_map = slices_to_volume(maps, stack.geometry) * stack.foreground
+        slice_scores = np.zeros(n_slices, np.float32)
+        slice_scores[scored] = result.scores
         out.append(
             VolumeScore(
                 scorer=info.name,
                 params=params,
                 map=volume_map,
-                slice_scores=slice_scores[i],
+                slice_scores=slice_scores,
                 volume_score=volume_score_of(
-                    volume_score, slice_scores[i][scored], volume_map, stack.foreground
+                    volume_score, result.scores, volume_map, stack.foreground
                 ),
                 aggregate=volume_score,
                 foreground=stack.foreground,

@@ -20,9 +20,11 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..models import SliceGenerators
 from ..models.vae import VAE
+from ._naive import cat_results
 from ._ops import encode, gaussian_blur, model_of, shared
-from ._registry import ParamSpec, ScoreResult, register_scorer
+from ._registry import ParamSpec, ScoreResult, register_reference, register_scorer
 
 __all__ = ["pixel_distance", "reconstruct", "reconstruction_error"]
 
@@ -77,7 +79,7 @@ def reconstruction_error(
     x: torch.Tensor,
     *,
     position: torch.Tensor,
-    generator: torch.Generator,
+    generator: SliceGenerators,
     norm: Norm = "l1",
     sigma: float = 0.0,
 ) -> ScoreResult:
@@ -91,7 +93,7 @@ def reconstruction_error(
         Preprocessed slices ``(B, 1, H, W)``.
     position : torch.Tensor
         Slice positions ``(B,)``; unused.
-    generator : torch.Generator
+    generator : SliceGenerators
         Unused: the reconstruction is deterministic (posterior mean for VAEs).
     norm : {"l1", "l2"}
         Absolute (default, the L1 baseline of seed 001) or squared difference.
@@ -114,3 +116,23 @@ def reconstruction_error(
         x_hat = reconstruct(models, x)
         pixel = gaussian_blur(pixel_distance(x, x_hat, norm), sigma)
     return ScoreResult.from_map(pixel)
+
+
+@register_reference("rec")
+def reconstruction_error_reference(
+    models: dict[str, nn.Module],
+    x: torch.Tensor,
+    *,
+    position: torch.Tensor,
+    generator: SliceGenerators,
+    norm: Norm,
+    sigma: float,
+) -> ScoreResult:
+    """``rec`` per slice: reconstruct, distance, smooth (seed 000, section 3; seed 001)."""
+    results = []
+    with torch.no_grad():
+        for b in range(x.shape[0]):
+            x1 = x[b : b + 1]
+            error = pixel_distance(x1, reconstruct(models, x1), norm)
+            results.append(ScoreResult.from_map(gaussian_blur(error, sigma)))
+    return cat_results(results)

@@ -29,8 +29,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..models import SliceGenerators
+from ._naive import cat_results
 from ._ops import model_of
-from ._registry import ParamSpec, ScoreResult, register_scorer
+from ._registry import ParamSpec, ScoreResult, register_reference, register_scorer
 
 __all__ = [
     "restoration_loss",
@@ -105,7 +107,7 @@ def vae_tv_restoration(
     x: torch.Tensor,
     *,
     position: torch.Tensor,
-    generator: torch.Generator,
+    generator: SliceGenerators,
     n_steps: int = 10,
     lr: float = 0.1,
     tv_weight: float = 1.8,
@@ -133,7 +135,7 @@ def vae_tv_restoration(
         Slices ``(B, C, H, W)``.
     position : torch.Tensor
         Unused.
-    generator : torch.Generator
+    generator : SliceGenerators
         Unused.
     n_steps : int
         Gradient steps; 0 gives a zero map.
@@ -159,3 +161,25 @@ def vae_tv_restoration(
     restored = restore(model, x, n_steps=n_steps, lr=lr, tv_weight=tv_weight)
     pixel = (x - restored).abs().mean(1)
     return ScoreResult.from_map(pixel)
+
+
+@register_reference("vae_tv_restoration")
+def vae_tv_restoration_reference(
+    models: dict[str, nn.Module],
+    x: torch.Tensor,
+    *,
+    position: torch.Tensor,
+    generator: SliceGenerators,
+    n_steps: int,
+    lr: float,
+    tv_weight: float,
+) -> ScoreResult:
+    """``vae_tv_restoration`` per slice: each slice restored by its own gradient steps
+    (seed 001, Methods: Restoration; Chen et al.)."""
+    model = model_of(models, *_KINDS)
+    results = []
+    for b in range(x.shape[0]):
+        x1 = x[b : b + 1]
+        restored = restore(model, x1, n_steps=n_steps, lr=lr, tv_weight=tv_weight)
+        results.append(ScoreResult.from_map((x1 - restored).abs().mean(1)))
+    return cat_results(results)

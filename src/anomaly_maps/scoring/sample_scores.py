@@ -17,9 +17,12 @@ iwae_rec   ``-log 1/L sum_l p(x|z_l)``                             eq. 10
 with ``z_l ~ q(z|x)``, ``l = 1..L``. ``-iwae`` is the importance-weighted lower bound on
 ``log p(x)`` of Burda et al., which is at least the ELBO in expectation and tightens as
 ``L`` grows, so ``iwae <= elbo`` (in expectation) for the scores. All ``L * B`` posterior
-samples of a batch are drawn in one call and decoded as one stacked batch; the sum over
-samples is a ``logsumexp``. Log-densities are normalised (nats), see
-:mod:`anomaly_maps.models.vae`. These scorers rate whole slices: ``pixel`` is ``None``.
+samples of a batch are drawn together (each slice's from its own generator) and decoded
+as one stacked batch; the sum over samples is a ``logsumexp``. Log-densities are
+normalised (nats), see :mod:`anomaly_maps.models.vae`. These scorers rate whole slices:
+``pixel`` is ``None``. This module holds the ELBO, KL and reconstruction scores and the
+log-weights all of them share; the importance-weighted ones are in :mod:`.iwae_scores`.
+Each scorer's naive reference (one slice, one sample at a time) is registered next to it.
 
 References
 ----------
@@ -31,28 +34,35 @@ References
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from ..models import Generators, SliceGenerators
+from ._naive import decode_sample, latent_noise
 from ._ops import encode, model_of
-from ._registry import ParamSpec, ScoreResult, register_scorer
+from ._registry import ParamSpec, ScoreResult, register_reference, register_scorer
 
 __all__ = [
+    "KINDS",
+    "N_SAMPLES",
+    "SEED",
     "LogWeights",
     "elbo_score",
-    "iwae_kl_score",
-    "iwae_rec_score",
-    "iwae_score",
     "kl_score",
     "log_weights",
+    "neg_log_mean_exp",
+    "per_slice_weights",
     "rec_nll_score",
+    "register_sampled_score",
+    "weights",
 ]
 
-_KINDS = ("vae", "cevae")
-_SEED = "004, section 2.2"
-_N_SAMPLES = ParamSpec(
+KINDS = ("vae", "cevae")
+SEED = "004, section 2.2"
+N_SAMPLES = ParamSpec(
     "n_samples",
     int,
     15,
@@ -79,13 +89,13 @@ class LogWeights(NamedTuple):
 
 
 def log_weights(
-    model: nn.Module, x: torch.Tensor, n_samples: int, generator: torch.Generator | None
+    model: nn.Module, x: torch.Tensor, n_samples: int, generator: Generators
 ) -> LogWeights:
     """Log-density terms of ``n_samples`` posterior samples per slice, batched.
 
-    The noise is one ``torch.randn((L, B, D), generator=generator)`` draw (through
-    :meth:`VAE.reparameterize`), so sample ``l`` of slice ``b`` uses ``eps[l, b]``;
-    the ``L * B`` codes are decoded as one batch.
+    The noise is one ``(L, B, D)`` draw (through :meth:`VAE.reparameterize`, slice
+    ``b``'s ``(L, D)`` from its own generator), so sample ``l`` of slice ``b`` uses
+    ``eps[l, b]``; the ``L * B`` codes are decoded as one batch.
 
     Parameters
     ----------
@@ -95,7 +105,7 @@ def log_weights(
         Slices ``(B, C, H, W)``.
     n_samples : int
         ``L`` >= 1.
-    generator : torch.Generator or None
+    generator : SliceGenerators, torch.Generator or None
         Source of the posterior noise, on ``x.device``.
 
     Returns
@@ -118,36 +128,64 @@ def log_weights(
     )
 
 
-def _neg_log_mean_exp(terms: torch.Tensor) -> torch.Tensor:
+def neg_log_mean_exp(terms: torch.Tensor) -> torch.Tensor:
     """``-log(1/L sum_l exp(terms[l]))`` over the sample axis 0: ``(L, B) -> (B,)``."""
     return math.log(terms.shape[0]) - torch.logsumexp(terms, dim=0)
 
 
 @torch.no_grad()
-def _weights(models: dict[str, nn.Module], x: torch.Tensor, n_samples: int, generator):
-    return log_weights(model_of(models, *_KINDS), x, n_samples, generator)
+def weights(
+    models: dict[str, nn.Module], x: torch.Tensor, n_samples: int, generator: Generators
+) -> LogWeights:
+    """:func:`log_weights` with the checkpoint's VAE, without gradients."""
+    return log_weights(model_of(models, *KINDS), x, n_samples, generator)
 
 
-@register_scorer(
-    "elbo",
-    description="Negative ELBO: analytic KL plus mean reconstruction NLL over L samples",
-    seed=f"{_SEED}, eq. 4",
-    model_kinds=_KINDS,
-    params=[_N_SAMPLES],
-)
-def elbo_score(
+def _slice_weights(model: nn.Module, x1: torch.Tensor, eps: torch.Tensor) -> LogWeights:
+    """Log-density terms of one slice ``(1, C, H, W)``: encoded once, each of its ``L``
+    posterior samples (noise ``eps`` ``(L, D)``) decoded alone; ``(L, 1)`` terms."""
+    mu, logvar = model.encode(x1)
+    terms = []
+    for e in eps:
+        z, x_hat = decode_sample(model, mu, logvar, e)
+        terms.append(
+            torch.cat(
+                [
+                    model.log_likelihood(x1, x_hat),
+                    model.log_prior(z),
+                    model.log_posterior(z, mu, logvar),
+                ]
+            )
+        )
+    log_likelihood, log_prior, log_posterior = torch.stack(terms, dim=1)[..., None]
+    return LogWeights(log_likelihood, log_prior, log_posterior, model.kl_loss(mu, logvar))
+
+
+def per_slice_weights(
     models: dict[str, nn.Module],
     x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: torch.Generator,
-    n_samples: int = 15,
+    n_samples: int,
+    generator: SliceGenerators,
+    score: Callable[[LogWeights], torch.Tensor],
 ) -> ScoreResult:
-    """Negative evidence lower bound per slice, ``s_vae`` of seed 004 (eq. 4).
+    """The naive references' ``score(LogWeights)`` of each slice, one sample per decode;
+    slice ``b``'s ``(L, D)`` noise from ``generator[b]``, as :func:`log_weights` draws."""
+    model = model_of(models, *KINDS)
+    with torch.no_grad():
+        scores = [
+            score(
+                _slice_weights(
+                    model, x[b : b + 1], latent_noise(model, generator[b], n_samples, x)
+                )
+            )
+            for b in range(len(x))
+        ]
+    return ScoreResult(None, torch.cat(scores))
 
-    ``KL(q(z|x) || N(0, I)) - 1/L sum_l log p(x|z_l)`` with ``z_l ~ q(z|x)``; higher =
-    less likely under the model = more anomalous.
 
+#: Parameters, Returns and References of every sampled slice score (here and in
+#: :mod:`.iwae_scores`), appended to each one's summary by :func:`register_sampled_score`.
+_SAMPLED_DOC = """
     Parameters
     ----------
     models : dict
@@ -156,240 +194,137 @@ def elbo_score(
         Slices ``(B, 1, H, W)``.
     position : torch.Tensor
         ``(B,)`` slice positions (unused).
-    generator : torch.Generator
-        Source of the posterior noise.
-    n_samples : int
-        ``L``, posterior samples for the reconstruction term.
-
-    Returns
-    -------
-    ScoreResult
-        ``pixel=None``, ``slice_score`` ``(B,)`` in nats.
-
-    References
-    ----------
-    .. [1] Lu & Xu, "Anomaly Detection for Skin Disease Images Using VAE" (seed 004).
-    """
-    w = _weights(models, x, n_samples, generator)
-    return ScoreResult(None, w.kl - w.log_likelihood.mean(0))
-
-
-@register_scorer(
-    "kl",
-    description="KL divergence of the posterior from the prior (analytic)",
-    seed=f"{_SEED}, eq. 5",
-    model_kinds=_KINDS,
-)
-def kl_score(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: torch.Generator,
-) -> ScoreResult:
-    """``KL(q(z|x) || N(0, I))`` per slice, ``s_vae^kl`` of seed 004 (eq. 5).
-
-    Deterministic (no sampling); higher = more anomalous.
-
-    Parameters
-    ----------
-    models : dict
-        Checkpoint models; uses ``"vae"`` or ``"cevae"``.
-    x : torch.Tensor
-        Slices ``(B, 1, H, W)``.
-    position, generator
-        Unused.
-
-    Returns
-    -------
-    ScoreResult
-        ``pixel=None``, ``slice_score`` ``(B,)`` in nats.
-
-    References
-    ----------
-    .. [1] Lu & Xu, "Anomaly Detection for Skin Disease Images Using VAE" (seed 004).
-    """
-    model = model_of(models, *_KINDS)
-    with torch.no_grad():
-        return ScoreResult(None, model.kl_loss(*encode(model, x)))
-
-
-@register_scorer(
-    "rec_nll",
-    description="Reconstruction negative log-likelihood, mean over L posterior samples",
-    seed=f"{_SEED}, eq. 6",
-    model_kinds=_KINDS,
-    params=[_N_SAMPLES],
-)
-def rec_nll_score(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: torch.Generator,
-    n_samples: int = 15,
-) -> ScoreResult:
-    """``-1/L sum_l log p(x|z_l)`` per slice, ``s_vae^reconst`` of seed 004 (eq. 6).
-
-    The normalised likelihood of the model (Gaussian or Laplace with its fixed scale);
-    higher = worse reconstructed = more anomalous.
-
-    Parameters
-    ----------
-    models : dict
-        Checkpoint models; uses ``"vae"`` or ``"cevae"``.
-    x : torch.Tensor
-        Slices ``(B, 1, H, W)``.
-    position : torch.Tensor
-        Unused.
-    generator : torch.Generator
-        Source of the posterior noise.
-    n_samples : int
-        ``L``.
-
-    Returns
-    -------
-    ScoreResult
-        ``pixel=None``, ``slice_score`` ``(B,)`` in nats.
-
-    References
-    ----------
-    .. [1] Lu & Xu, "Anomaly Detection for Skin Disease Images Using VAE" (seed 004).
-    """
-    w = _weights(models, x, n_samples, generator)
-    return ScoreResult(None, -w.log_likelihood.mean(0))
-
-
-@register_scorer(
-    "iwae",
-    description="Negative importance-weighted (IWAE) bound on log p(x) with L samples",
-    seed=f"{_SEED}, eq. 8",
-    model_kinds=_KINDS,
-    params=[_N_SAMPLES],
-)
-def iwae_score(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: torch.Generator,
-    n_samples: int = 15,
-) -> ScoreResult:
-    """``-log 1/L sum_l p(x|z_l) p(z_l) / q(z_l|x)`` per slice, ``s_iwae`` (seed 004, eq. 8).
-
-    The negative IWAE bound: ``-iwae <= log p(x)``, and ``-iwae`` is at least the ELBO in
-    expectation, tightening as ``L`` grows (so ``iwae`` <= ``elbo`` on average). With
-    ``L = 1`` it is the single-sample negative ELBO with a Monte-Carlo KL. Higher = more
-    anomalous.
-
-    Parameters
-    ----------
-    models : dict
-        Checkpoint models; uses ``"vae"`` or ``"cevae"``.
-    x : torch.Tensor
-        Slices ``(B, 1, H, W)``.
-    position : torch.Tensor
-        Unused.
-    generator : torch.Generator
-        Source of the posterior noise.
+    generator : SliceGenerators
+        Source of the posterior noise, slice ``b``'s from its own generator.
     n_samples : int
         ``L``; all ``L x B`` samples are decoded in one batch.
 
     Returns
     -------
     ScoreResult
-        ``pixel=None``, ``slice_score`` ``(B,)`` in nats.
-
-    References
-    ----------
-    .. [1] Lu & Xu, "Anomaly Detection for Skin Disease Images Using VAE" (seed 004).
-    .. [2] Burda et al., "Importance Weighted Autoencoders", ICLR 2016.
-    """
-    w = _weights(models, x, n_samples, generator)
-    return ScoreResult(None, _neg_log_mean_exp(w.log_likelihood + w.log_prior - w.log_posterior))
-
-
-@register_scorer(
-    "iwae_kl",
-    description="Importance-weighted KL score -log mean p(z)/q(z|x) over L samples",
-    seed=f"{_SEED}, eq. 9",
-    model_kinds=_KINDS,
-    params=[_N_SAMPLES],
-)
-def iwae_kl_score(
-    models: dict[str, nn.Module],
-    x: torch.Tensor,
-    *,
-    position: torch.Tensor,
-    generator: torch.Generator,
-    n_samples: int = 15,
-) -> ScoreResult:
-    """``-log 1/L sum_l p(z_l) / q(z_l|x)`` per slice, ``s_iwae^kl`` (seed 004, eq. 9).
-
-    Parameters
-    ----------
-    models : dict
-        Checkpoint models; uses ``"vae"`` or ``"cevae"``.
-    x : torch.Tensor
-        Slices ``(B, 1, H, W)``.
-    position : torch.Tensor
-        Unused.
-    generator : torch.Generator
-        Source of the posterior noise.
-    n_samples : int
-        ``L``.
-
-    Returns
-    -------
-    ScoreResult
         ``pixel=None``, ``slice_score`` ``(B,)`` in nats; higher = more anomalous.
 
     References
     ----------
     .. [1] Lu & Xu, "Anomaly Detection for Skin Disease Images Using VAE" (seed 004).
+"""
+
+
+def register_sampled_score(
+    name: str,
+    *,
+    description: str,
+    equation: str,
+    score: Callable[[LogWeights], torch.Tensor],
+    summary: str,
+) -> Callable[..., ScoreResult]:
+    """Register the slice score ``score(log_weights(...))`` and its naive reference.
+
+    The sampled scores differ only in their function of the log-weights: the batched
+    scorer applies it to one stacked pass (:func:`weights`), the reference slice by slice
+    and sample by sample (:func:`per_slice_weights`). ``equation`` cites seed 004;
+    ``summary`` opens the docstring. Returns the batched scorer.
     """
-    w = _weights(models, x, n_samples, generator)
-    return ScoreResult(None, _neg_log_mean_exp(w.log_prior - w.log_posterior))
+
+    @register_scorer(
+        name,
+        description=description,
+        seed=f"{SEED}, {equation}",
+        model_kinds=KINDS,
+        params=[N_SAMPLES],
+    )
+    def scorer(
+        models: dict[str, nn.Module],
+        x: torch.Tensor,
+        *,
+        position: torch.Tensor,
+        generator: SliceGenerators,
+        n_samples: int = 15,
+    ) -> ScoreResult:
+        return ScoreResult(None, score(weights(models, x, n_samples, generator)))
+
+    @register_reference(name)
+    def reference(
+        models: dict[str, nn.Module],
+        x: torch.Tensor,
+        *,
+        position: torch.Tensor,
+        generator: SliceGenerators,
+        n_samples: int,
+    ) -> ScoreResult:
+        return per_slice_weights(models, x, n_samples, generator, score)
+
+    scorer.__name__ = scorer.__qualname__ = f"{name}_score"
+    scorer.__doc__ = summary + _SAMPLED_DOC
+    reference.__name__ = reference.__qualname__ = f"{name}_reference"
+    reference.__doc__ = f"``{name}`` per slice and sample (seed 004, {equation})."
+    return scorer
+
+
+elbo_score = register_sampled_score(
+    "elbo",
+    description="Negative ELBO: analytic KL plus mean reconstruction NLL over L samples",
+    equation="eq. 4",
+    score=lambda w: w.kl - w.log_likelihood.mean(0),
+    summary="""Negative evidence lower bound per slice, ``s_vae`` of seed 004 (eq. 4).
+
+    ``KL(q(z|x) || N(0, I)) - 1/L sum_l log p(x|z_l)`` with ``z_l ~ q(z|x)``; higher =
+    less likely under the model = more anomalous.
+""",
+)
 
 
 @register_scorer(
-    "iwae_rec",
-    description="Importance-weighted reconstruction score -log mean p(x|z) over L samples",
-    seed=f"{_SEED}, eq. 10",
-    model_kinds=_KINDS,
-    params=[_N_SAMPLES],
+    "kl",
+    description="KL divergence of the posterior from the prior (analytic)",
+    seed=f"{SEED}, eq. 5",
+    model_kinds=KINDS,
 )
-def iwae_rec_score(
+def kl_score(
     models: dict[str, nn.Module],
     x: torch.Tensor,
     *,
     position: torch.Tensor,
-    generator: torch.Generator,
-    n_samples: int = 15,
+    generator: SliceGenerators,
 ) -> ScoreResult:
-    """``-log 1/L sum_l p(x|z_l)`` per slice, ``s_iwae^reconst`` (seed 004, eq. 10).
+    """``KL(q(z|x) || N(0, I))`` per slice, ``s_vae^kl`` of seed 004 (eq. 5).
 
-    Parameters
-    ----------
-    models : dict
-        Checkpoint models; uses ``"vae"`` or ``"cevae"``.
-    x : torch.Tensor
-        Slices ``(B, 1, H, W)``.
-    position : torch.Tensor
-        Unused.
-    generator : torch.Generator
-        Source of the posterior noise.
-    n_samples : int
-        ``L``.
-
-    Returns
-    -------
-    ScoreResult
-        ``pixel=None``, ``slice_score`` ``(B,)`` in nats; higher = more anomalous.
+    Deterministic (no sampling); higher = more anomalous. ``position`` and ``generator``
+    are unused; returns ``pixel=None`` and the ``(B,)`` KL in nats of the ``(B, 1, H, W)``
+    slices ``x``, with the checkpoint's ``"vae"`` or ``"cevae"`` model.
 
     References
     ----------
     .. [1] Lu & Xu, "Anomaly Detection for Skin Disease Images Using VAE" (seed 004).
     """
-    w = _weights(models, x, n_samples, generator)
-    return ScoreResult(None, _neg_log_mean_exp(w.log_likelihood))
+    model = model_of(models, *KINDS)
+    with torch.no_grad():
+        return ScoreResult(None, model.kl_loss(*encode(model, x)))
+
+
+@register_reference("kl")
+def kl_reference(
+    models: dict[str, nn.Module],
+    x: torch.Tensor,
+    *,
+    position: torch.Tensor,
+    generator: SliceGenerators,
+) -> ScoreResult:
+    """``kl`` per slice: analytic ``KL(q(z|x) || N(0, I))`` (seed 004, eq. 5)."""
+    model = model_of(models, *KINDS)
+    with torch.no_grad():
+        scores = [model.kl_loss(*model.encode(x[b : b + 1])) for b in range(len(x))]
+    return ScoreResult(None, torch.cat(scores))
+
+
+rec_nll_score = register_sampled_score(
+    "rec_nll",
+    description="Reconstruction negative log-likelihood, mean over L posterior samples",
+    equation="eq. 6",
+    score=lambda w: -w.log_likelihood.mean(0),
+    summary="""``-1/L sum_l log p(x|z_l)`` per slice, ``s_vae^reconst`` of seed 004 (eq. 6).
+
+    The normalised likelihood of the model (Gaussian or Laplace with its fixed scale);
+    higher = worse reconstructed = more anomalous.
+""",
+)

@@ -18,20 +18,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..models import Generators, SliceGenerators
+from ._naive import cat_results, decode_sample, latent_noise
 from ._ops import encode, gaussian_blur, model_of
-from ._registry import ParamSpec, ScoreResult, register_scorer
+from ._registry import ParamSpec, ScoreResult, register_reference, register_scorer
 
 __all__ = ["posterior_samples", "sample_std"]
 
 
 def posterior_samples(
-    model: nn.Module, x: torch.Tensor, n_samples: int, generator: torch.Generator
+    model: nn.Module, x: torch.Tensor, n_samples: int, generator: Generators
 ) -> torch.Tensor:
     """``n_samples`` reconstructions per slice from ``z ~ q(z|x)``: ``(n, B, C, H, W)``.
 
     ``x`` is encoded once; ``mu`` and ``logvar`` are repeated sample-major (row
-    ``k * B + b`` is sample ``k`` of slice ``b``) and ``model.reparameterize`` draws all
-    ``(n * B, D)`` standard normals from ``generator`` in one call before one decode.
+    ``k * B + b`` is sample ``k`` of slice ``b``) and ``model.reparameterize`` draws the
+    ``(n * B, D)`` standard normals, slice ``b``'s ``(n, D)`` from its own generator,
+    before one decode.
     """
     mu, logvar = encode(model, x)
     z = model.reparameterize(
@@ -68,7 +71,7 @@ def sample_std(
     x: torch.Tensor,
     *,
     position: torch.Tensor,
-    generator: torch.Generator,
+    generator: SliceGenerators,
     n_samples: int = 8,
     sigma: float = 0.0,
 ) -> ScoreResult:
@@ -82,7 +85,7 @@ def sample_std(
         Preprocessed slices ``(B, 1, H, W)``.
     position : torch.Tensor
         Slice positions ``(B,)``; unused.
-    generator : torch.Generator
+    generator : SliceGenerators
         Source of the posterior noise (see :func:`posterior_samples`).
     n_samples : int
         Number of samples ``n >= 2``; seed 000 does not state it, 8 is our default.
@@ -104,3 +107,27 @@ def sample_std(
         samples = posterior_samples(model, x, n_samples, generator)
         pixel = gaussian_blur(samples.std(dim=0).mean(dim=1), sigma)
     return ScoreResult.from_map(pixel)
+
+
+@register_reference("sample_std")
+def sample_std_reference(
+    models: dict[str, nn.Module],
+    x: torch.Tensor,
+    *,
+    position: torch.Tensor,
+    generator: SliceGenerators,
+    n_samples: int,
+    sigma: float,
+) -> ScoreResult:
+    """``sample_std`` per slice and sample: encode once, decode each ``z_k`` alone, pixel
+    standard deviation over the reconstructions (seed 000, section 3)."""
+    model = model_of(models, "vae", "cevae")
+    results = []
+    with torch.no_grad():
+        for b in range(x.shape[0]):
+            eps = latent_noise(model, generator[b], n_samples, x)
+            mu, logvar = model.encode(x[b : b + 1])
+            recs = [decode_sample(model, mu, logvar, eps[k])[1] for k in range(n_samples)]
+            pixel = torch.cat(recs).std(dim=0).mean(dim=0, keepdim=True)
+            results.append(ScoreResult.from_map(gaussian_blur(pixel, sigma)))
+    return cat_results(results)

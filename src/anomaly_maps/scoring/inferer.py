@@ -1,0 +1,196 @@
+"""The slice inferer: run scorers over preprocessed slices in batches on a device.
+
+Volume scoring (:func:`~anomaly_maps.scoring.score_volume`), the napari preview of one
+slice, calibration and ``anomaly-maps bench`` all score slices through
+:class:`SliceInferer`, in the spirit of MONAI's ``SliceInferer``: it batches the slices,
+halves the batch and retries on CUDA out-of-memory, gives every scorer one generator per
+slice seeded from ``(seed, slice index)`` (so a map is the same at any batch size, and
+a preview of slice ``k`` draws what the volume run draws for it), shares the models'
+deterministic passes between the scorers of a batch, reports progress and stops on
+request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._config import is_int
+from ..errors import Cancelled, ParameterError
+from ..models import SliceGenerators
+from ..models.draws import slice_seed
+from ..preprocessing import SliceStack
+from ._ops import sharing_passes
+from ._registry import ScorerFn
+
+__all__ = ["SliceInferer", "SliceMaps", "Slices", "iter_batches_adaptive"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Slices:
+    """Preprocessed slices to score, and where they lie in their stack.
+
+    Attributes
+    ----------
+    images
+        (N, 1, H, W) float32 slices.
+    positions
+        (N,) slice positions in [0, 1] (for position-conditioned priors).
+    masks
+        (N, H, W) bool foreground: maps are 0 outside it.
+    indices
+        (N,) index of each slice along the model's slicing axis in the full stack; it
+        seeds the slice's random draws.
+    """
+
+    images: torch.Tensor
+    positions: torch.Tensor
+    masks: torch.Tensor
+    indices: np.ndarray
+
+    @classmethod
+    def from_stack(cls, stack: SliceStack, indices: np.ndarray) -> Slices:
+        """The slices at ``indices`` of a :class:`~anomaly_maps.preprocessing.SliceStack`."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return cls(
+            images=torch.from_numpy(stack.images[indices])[:, None],
+            positions=torch.from_numpy(stack.positions[indices]),
+            masks=torch.from_numpy(stack.mask[indices]),
+            indices=indices,
+        )
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+@dataclass(frozen=True)
+class SliceMaps:
+    """One scorer's results on :class:`Slices`.
+
+    Attributes
+    ----------
+    maps
+        (N, H, W) float32 maps on the CPU, 0 outside each slice's mask; ``None`` for
+        scorers that only rate slices.
+    scores
+        (N,) float32 slice scores.
+    """
+
+    maps: torch.Tensor | None
+    scores: np.ndarray
+
+
+def _is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def iter_batches_adaptive(
+    n: int, batch_size: int, run: Callable[[slice], Any], device: torch.device
+) -> Iterator[tuple[slice, Any]]:
+    """Yield ``(batch_slice, run(batch_slice))`` over ``range(n)``.
+
+    On a CUDA out-of-memory error the batch is halved and retried (down to one slice),
+    and the smaller size is kept for the rest of the volume.
+    """
+    start = 0
+    while start < n:
+        stop = min(n, start + batch_size)
+        try:
+            result = run(slice(start, stop))
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as err:
+            if device.type != "cuda" or not _is_oom(err) or stop - start == 1:
+                raise
+            torch.cuda.empty_cache()
+            batch_size = max(1, (stop - start) // 2)
+            log.warning("out of GPU memory: retrying with batches of %d slices", batch_size)
+            continue
+        yield slice(start, stop), result
+        start = stop
+
+
+@dataclass(frozen=True)
+class SliceInferer:
+    """Scores slices in batches; one instance per run (device, batch size, seed, callbacks).
+
+    Attributes
+    ----------
+    device
+        Where models and slices go.
+    batch_size
+        Slices per call (>= 1; halved automatically on CUDA out-of-memory).
+    seed
+        Seeds each scorer's generator of each slice, with the slice's index (>= 0).
+    progress
+        Called as ``progress(done_slices, total_slices)`` after every batch.
+    should_stop
+        Polled after every batch; when it returns True, scoring stops there and
+        :class:`~anomaly_maps.errors.Cancelled` is raised (a GUI's Cancel button).
+    """
+
+    device: torch.device
+    batch_size: int = 32
+    seed: int = 0
+    progress: Callable[[int, int], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+
+    def __post_init__(self) -> None:
+        if not (is_int(self.batch_size) and self.batch_size >= 1):
+            raise ParameterError(f"batch_size={self.batch_size!r}: expected an int >= 1")
+        slice_seed(self.seed, 0)  # checks the seed
+
+    def __call__(
+        self,
+        models: dict[str, nn.Module],
+        slices: Slices,
+        scorers: Sequence[tuple[ScorerFn, dict[str, Any]]],
+    ) -> list[SliceMaps]:
+        """Run every ``(fn, params)`` scorer (parameters resolved) over ``slices``.
+
+        ``models`` are moved to :attr:`device` in eval mode. Returns one
+        :class:`SliceMaps` per scorer, in order.
+        """
+        models = {kind: m.to(self.device).eval() for kind, m in models.items()}
+        n, size = len(slices), slices.images.shape[-2:]
+        maps = [torch.zeros(n, *size) for _ in scorers]
+        scores = [np.zeros(n, np.float32) for _ in scorers]
+        has_map = [False] * len(scorers)
+
+        def run(batch: slice) -> list:
+            x = slices.images[batch].to(self.device)
+            position = slices.positions[batch].to(self.device)
+            indices = slices.indices[batch]
+            with torch.no_grad(), sharing_passes():
+                # Each scorer its own generators: its draws do not depend on the others.
+                return [
+                    fn(
+                        models,
+                        x,
+                        position=position,
+                        generator=SliceGenerators.seeded(self.seed, indices, self.device),
+                        **params,
+                    )
+                    for fn, params in scorers
+                ]
+
+        for batch, results in iter_batches_adaptive(n, self.batch_size, run, self.device):
+            for i, result in enumerate(results):
+                if result.pixel is not None:
+                    maps[i][batch] = result.pixel.float().cpu() * slices.masks[batch]
+                    has_map[i] = True
+                scores[i][batch] = result.slice_score.float().cpu().numpy()
+            if self.progress is not None:
+                self.progress(batch.stop, n)
+            if self.should_stop is not None and self.should_stop():
+                raise Cancelled(f"scoring stopped after {batch.stop} of {n} slices")
+        return [
+            SliceMaps(m if has else None, s)
+            for m, s, has in zip(maps, scores, has_map, strict=True)
+        ]
