@@ -11,14 +11,15 @@ MAP = DOC[DOC.index("## Module map") : DOC.index("## How to add")]
 
 
 def _modules() -> list[str]:
-    """Top-level modules and packages, and the modules of the workflow packages."""
+    """Top-level modules and packages, and the modules of every package but cli/ (whose
+    modules are its commands)."""
     names = [
         p.stem if p.suffix == ".py" else p.name
         for p in PACKAGE.iterdir()
         if (p.suffix == ".py" or (p / "__init__.py").is_file()) and p.name != "__init__.py"
     ]
-    for package in ("training", "benchmark", "evaluation"):
-        names += [p.stem for p in (PACKAGE / package).glob("[!_]*.py")]
+    for package in ("training", "benchmark", "evaluation", "models", "scoring", "napari"):
+        names += [p.stem for p in (PACKAGE / package).glob("*.py") if p.stem != "__init__"]
     return sorted(names)
 
 
