@@ -65,7 +65,10 @@ def test_bad_checkpoint_is_a_message(widgets, tmp_path, tiny_nifti):
 def test_preview_lands_on_the_displayed_plane(viewer, widgets, tiny_checkpoint, tiny_nifti):
     _, score = widgets
     score.select_scorers(["rec"])
+    viewer.dims.order = (1, 2, 0)  # a plane the model does not slice, not upright
+    viewer.scene.camera.orientation2d = ("down", "right")
     [preview] = score.preview()  # turns the view to the model's axial planes first
+    assert tuple(viewer.scene.camera.orientation2d) == ("up", "left")  # upright, radiological
     axis, index = displayed_plane(viewer, viewer.layers["tiny_head"])
     volume = load_volume(tiny_nifti)
     slicing = ModelSlicing.for_scan(volume.affine, volume.shape, "axial")

@@ -20,6 +20,7 @@ References
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Literal
@@ -35,10 +36,12 @@ __all__ = [
     "RECON_CHOICES",
     "ConvAEConfig",
     "Recon",
+    "ResBlock",
     "check_latent",
     "check_slices",
     "conv_decoder",
     "conv_encoder",
+    "group_norm",
     "pixel_error",
 ]
 
@@ -160,3 +163,29 @@ def pixel_error(x: torch.Tensor, x_hat: torch.Tensor, recon: Recon) -> torch.Ten
     """Element-wise ``(x - x_hat) ** 2`` (``"l2"``) or ``|x - x_hat|`` (``"l1"``), same shape."""
     diff = x - x_hat
     return diff.square() if recon == "l2" else diff.abs()
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm of up to 32 groups."""
+    # GroupNorm, not BatchNorm: independent of batch composition (S stacked copies of a
+    # slice at scoring time) and needs no SyncBatchNorm under DDP.
+    return nn.GroupNorm(math.gcd(32, channels), channels)
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block: ``x + conv(drop(act(norm(conv(act(norm(x))))))).``"""
+
+    def __init__(self, channels: int, dropout: float) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            group_norm(channels),
+            nn.SiLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            group_norm(channels),
+            nn.SiLU(),
+            nn.Dropout2d(dropout),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)

@@ -23,7 +23,6 @@ References
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -34,6 +33,7 @@ from torch import nn
 from .._config import is_int, is_real
 from ..errors import ParameterError
 from ._base import LossOutput, ModelConfig, register_model
+from ._conv import ResBlock, group_norm
 
 __all__ = ["VQVAE", "Quantized", "VQVAEConfig"]
 
@@ -184,33 +184,8 @@ class Quantized(NamedTuple):
     codebook_loss: torch.Tensor
 
 
-def _norm(channels: int) -> nn.GroupNorm:
-    # GroupNorm, not BatchNorm: independent of batch composition (S stacked copies of a
-    # slice at scoring time) and needs no SyncBatchNorm under DDP.
-    return nn.GroupNorm(math.gcd(32, channels), channels)
-
-
-class _ResBlock(nn.Module):
-    """Pre-activation residual block: ``x + conv(drop(act(norm(conv(act(norm(x))))))).``"""
-
-    def __init__(self, channels: int, dropout: float) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            _norm(channels),
-            nn.SiLU(),
-            nn.Conv2d(channels, channels, 3, padding=1),
-            _norm(channels),
-            nn.SiLU(),
-            nn.Dropout2d(dropout),
-            nn.Conv2d(channels, channels, 3, padding=1),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
 def _res_stack(channels: int, config: VQVAEConfig) -> list[nn.Module]:
-    return [_ResBlock(channels, config.dropout) for _ in range(config.res_blocks)]
+    return [ResBlock(channels, config.dropout) for _ in range(config.res_blocks)]
 
 
 def _code_counts(codes: torch.Tensor, num_codes: int) -> torch.Tensor:
@@ -277,7 +252,7 @@ class VQVAE(nn.Module):
             encoder += [*_res_stack(c_in, config), nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)]
         encoder += [
             *_res_stack(widths[-1], config),
-            _norm(widths[-1]),
+            group_norm(widths[-1]),
             nn.SiLU(),
             nn.Conv2d(widths[-1], config.code_dim, 1),
         ]
@@ -293,7 +268,7 @@ class VQVAE(nn.Module):
                 *_res_stack(c_out, config),
             ]
         decoder += [
-            _norm(widths[0]),
+            group_norm(widths[0]),
             nn.SiLU(),
             nn.Conv2d(widths[0], config.in_channels, 3, padding=1),
         ]

@@ -46,6 +46,7 @@ from ._layers import (
 from ._plots import SmallPlot
 from ._slicing import ModelSlicing, SlicePreview, score_model_slice
 from ._state import viewer_state
+from ._views import show_view
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -277,7 +278,8 @@ class ScoreWidget(QWidget):
             slicing = ModelSlicing.from_geometry(stack.geometry)
             plane = displayed_plane(self.viewer, layer)
             if plane is None or plane[0] != slicing.file_axis:
-                show_plane(self.viewer, layer, slicing.file_axis, slicing.n_slices // 2)
+                middle = slicing.file_index(slicing.n_slices // 2)
+                show_view(self.viewer, layer, checkpoint.preprocessing.axis, middle)
                 plane = displayed_plane(self.viewer, layer)
             results = score_model_slice(
                 stack,
