@@ -61,8 +61,8 @@ def calibrated_copy(checkpoint: Path, bench: Path, out: Path) -> Path:
         scans = (load_volume(bench / "val/toy" / case) for case in healthy)
         model = with_calibration(model, calibrate(model, scorer, params, scans, labelled=labelled))
     return save_checkpoint(
-        out, model.models, preprocessing=model.preprocessing, training=model.training,
-        metrics=model.metrics, overwrite=True,
+        out, model.models, preprocessing=model.preprocessing, records=model.records,
+        overwrite=True,
     )  # fmt: skip
 
 

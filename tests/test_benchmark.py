@@ -38,7 +38,7 @@ def test_still_draw_is_the_template_on_any_grid(template):
     same = healthy_draw(template, template.volume.shape, STILL, np.random.default_rng(0))
     np.testing.assert_allclose(same.data, tpl, atol=1e-4)
     # a coarser grid: each voxel shows the template at the same world position
-    from anomaly_maps.benchmark import _grid_affine
+    from anomaly_maps.benchmark.healthy import grid_affine as _grid_affine
 
     shape = (40, 48, 36)
     small = healthy_draw(template, shape, STILL, np.random.default_rng(0))
@@ -146,3 +146,86 @@ def test_bad_settings_name_the_parameter(template, tmp_path):
     with pytest.raises(ParameterError, match="shape="):
         make_benchmark(tmp_path / "x", shape=(10, 10), template=template)
     assert not (tmp_path / "x").exists()
+
+
+# Computed by the code before anomaly kinds moved into a registry (same seed, same
+# benchmark): the manifest's rows exactly, each volume's sum and index-weighted sum.
+_FINGERPRINT_CASES_SHA256 = "63d86f40fc76c1011a14daea5f213eecd75dd991de1f159c5dbf05536187d05f"
+_FINGERPRINT = {
+    "test/toy/00000.nii.gz": (699.947936, 342.609877),
+    "test/toy/00001.nii.gz": (894.057179, 461.430144),
+    "test/toy/00002.nii.gz": (798.264325, 399.742529),
+    "test/toy/00003.nii.gz": (869.082803, 436.408538),
+    "test/toy/00004.nii.gz": (847.203684, 433.256507),
+    "test/toy/00005.nii.gz": (793.95432, 395.717927),
+    "test/toy/00006.nii.gz": (785.790407, 387.830998),
+    "test/toy/00007.nii.gz": (850.167211, 429.31114),
+    "test/toy/00008.nii.gz": (795.645222, 413.660934),
+    "test/toy/00009.nii.gz": (944.330424, 487.093165),
+    "test/toy/00010.nii.gz": (850.121513, 431.589045),
+    "test/toy/00011.nii.gz": (770.1579, 383.86335),
+    "test/toy_label/pixel/00000.nii.gz": (56.0, 16.3565),
+    "test/toy_label/pixel/00001.nii.gz": (14.0, 3.379),
+    "test/toy_label/pixel/00002.nii.gz": (52.0, 23.97175),
+    "test/toy_label/pixel/00003.nii.gz": (19.0, 12.708625),
+    "test/toy_label/pixel/00004.nii.gz": (7.0, 3.28125),
+    "test/toy_label/pixel/00005.nii.gz": (24.0, 6.7695),
+    "test/toy_label/pixel/00006.nii.gz": (57.0, 24.004125),
+    "test/toy_label/pixel/00007.nii.gz": (19.0, 12.751375),
+    "test/toy_label/pixel/00008.nii.gz": (19.0, 7.146375),
+    "test/toy_label/pixel/00009.nii.gz": (7.0, 4.102),
+    "test/toy_label/pixel/00010.nii.gz": (7.0, 2.601375),
+    "test/toy_label/pixel/00011.nii.gz": (7.0, 3.352125),
+    "train/00000.nii.gz": (849.87354, 435.951196),
+    "val/toy/00000.nii.gz": (908.083452, 463.743564),
+    "val/toy_label/pixel/00000.nii.gz": (17.0, 5.8075),
+}
+
+
+def test_same_seed_gives_the_benchmark_it_always_gave(template, tmp_path):
+    import hashlib
+
+    out = make_benchmark(tmp_path / "b", n_train=1, n_val=1, n_test=12, seed=5, shape=20,
+                         spec=BenchmarkSpec(anomaly_fraction=1.0), template=template)  # fmt: skip
+    assert {c.anomaly for c in read_cases(out)} == set(ANOMALY_TYPES)
+    assert (
+        hashlib.sha256((out / "cases.csv").read_bytes()).hexdigest() == _FINGERPRINT_CASES_SHA256
+    )
+    got = {}
+    for path in sorted(out.rglob("*.nii.gz")):
+        data = load_volume(path).data.astype(np.float64)
+        weight = np.arange(data.size).reshape(data.shape) / data.size
+        got[str(path.relative_to(out))] = (data.sum(), (data * weight).sum())
+    assert got.keys() == _FINGERPRINT.keys()
+    for name, expected in _FINGERPRINT.items():
+        np.testing.assert_allclose(got[name], expected, rtol=1e-6, atol=1e-5, err_msg=name)
+
+
+def test_a_registered_anomaly_kind_is_drawn_without_touching_the_builder(
+    template, tmp_path, monkeypatch
+):
+    from anomaly_maps.benchmark import anomalies, anomaly_kinds, register_anomaly
+
+    monkeypatch.setattr(anomalies, "_KINDS", dict(anomalies._KINDS))
+
+    @register_anomaly("dark", strength=(0.5, 0.5), description="darkened tissue")
+    def dark(sphere, strength, rng):
+        return sphere.old * (1 - strength)
+
+    assert anomaly_kinds()[-1] == "dark" and "dark" not in ANOMALY_TYPES
+    with pytest.raises(ParameterError, match="already registered"):
+        register_anomaly("dark", strength=(0, 1), description="again")(dark)
+    spec = BenchmarkSpec(anomalies=("dark",), anomaly_fraction=1.0)
+    out = make_benchmark(tmp_path / "b", n_train=0, n_val=0, n_test=2, seed=1, shape=20,
+                         spec=spec, template=template)  # fmt: skip
+    [case, _] = read_cases(out)
+    assert case.anomaly == "dark" and case.strength == 0.5
+    scan = load_volume(out / "test" / "toy" / case.case).data
+    label = load_volume(out / "test" / "toy_label" / "pixel" / case.case).data > 0
+    assert scan[label].max() <= 0.5
+
+
+def test_unknown_anomaly_kind_lists_the_registered_ones(template):
+    draw = healthy_draw(template, (20, 20, 20), STILL, np.random.default_rng(0))
+    with pytest.raises(ParameterError, match=r"'blob': expected one of .*'mirror'"):
+        insert_anomaly(draw, "blob", STILL, np.random.default_rng(0))

@@ -36,14 +36,22 @@ from anomaly_maps.models import (
     build_model,
 )
 from anomaly_maps.preprocessing import PreprocessingSpec
+from anomaly_maps.records import Calibration, CheckpointRecords, TrainingRecord
 
 SPEC = PreprocessingSpec(axis="coronal", size=16, normalization="zscore", percentiles=(1, 99))
-TRAINING = {
-    "data": {"subjects": ["icbm152", "colin27"], "n_slices": 123},
-    "final_losses": {"rec": 0.125, "kl": 3.5},
-    "command": "anomaly-maps train --epochs 1 \u00e9",
-}
-METRICS = {"calibration": {"q50": 0.1, "q99": 0.9}, "auroc": 0.75, "per_type": [1, 2, 3]}
+RECORDS = CheckpointRecords(
+    training=TrainingRecord(
+        volumes=("icbm152.nii.gz", "colin27.nii.gz"),
+        train_slices=123,
+        final_losses={"rec": 0.125, "kl": 3.5},
+        command="anomaly-maps train --epochs 1 \u00e9",
+    ),
+    calibrations=(
+        Calibration("rec", {"norm": "l1"}, (0.0, 0.5, 1.0), (0.0, 0.1, 0.9), (0.0, 0.2, 1.0), 2),
+    ),
+    other_metrics={"auroc": 0.75, "per_type": [1, 2, 3]},
+)
+TRAINING, METRICS = RECORDS.to_header()
 
 
 def _scramble(model: nn.Module, seed: int) -> nn.Module:
@@ -174,6 +182,7 @@ def test_model_order_is_kept(tmp_path, vqvae_prior):
 def test_header_fields_survive(saved_vae, vae):
     ckpt = load_checkpoint(saved_vae)
     assert ckpt.preprocessing == SPEC
+    assert ckpt.records == RECORDS
     assert ckpt.training == TRAINING
     assert ckpt.metrics == METRICS
     assert ckpt.project_version == anomaly_maps.__version__
@@ -276,10 +285,12 @@ def test_name_must_end_in_safetensors(tmp_path, vae, name):
 @pytest.mark.parametrize(
     ("training", "metrics", "match"),
     [
-        ({"when": object()}, None, "not JSON-serialisable"),
+        ({"command": object()}, None, "not JSON-serialisable"),
         (None, {"auroc": float("nan")}, "not JSON-serialisable"),
         (None, {"q": torch.tensor(0.5)}, "not JSON-serialisable"),
-        ({("tuple", "key"): 1}, None, "not JSON-serialisable"),
+        (None, {("tuple", "key"): 1}, "not JSON-serialisable"),
+        ({"when": 1}, None, r"unknown training keys \['when'\]"),
+        (None, {"calibration": {"q50": 0.1}}, "'metrics.calibration' is dict"),
     ],
 )
 def test_unserialisable_metadata_is_refused_and_nothing_written(

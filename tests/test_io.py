@@ -1,4 +1,6 @@
 import gzip
+import os
+import sys
 import warnings
 
 import nibabel as nib
@@ -181,3 +183,42 @@ def test_volume_rejects_bad_affine():
         Volume(np.zeros((2, 2, 2)), np.eye(3))
     with pytest.raises(VolumeError, match="singular"):
         Volume(np.zeros((2, 2, 2)), np.diag([1.0, 0.0, 1.0, 1.0]))
+
+
+def _header_only_nifti(path, shape, dtype) -> None:
+    """A NIfTI whose header declares ``shape`` but which holds a few bytes of voxels."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(dtype)
+    header.set_qform(np.eye(4), code=1)
+    raw = header.binaryblock + b"\x00" * (int(header["vox_offset"]) - 348 + 64)
+    path.write_bytes(gzip.compress(raw) if path.name.endswith(".gz") else raw)
+
+
+@pytest.mark.parametrize("name", ["huge.nii.gz", "huge.nii"])
+def test_a_header_declaring_more_than_memory_is_refused_from_the_header(tmp_path, name):
+    path = tmp_path / name
+    _header_only_nifti(path, (32767, 32767, 32767), np.float64)  # 281 TB declared
+    with pytest.raises(VolumeError, match=r"huge\.nii.*32767x32767x32767 float64.*281 TB") as exc:
+        load_volume(path)
+    assert str(path) in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_memory_bound_is_the_available_memory(tmp_path, tiny_nifti, monkeypatch):
+    import anomaly_maps.io as io
+
+    monkeypatch.setattr(io, "available_memory", lambda: 60_000)  # tiny_head: 69 kB float32
+    with pytest.raises(VolumeError, match="only 60 kB of memory is available"):
+        load_volume(tiny_nifti)
+    monkeypatch.setattr(io, "available_memory", lambda: None)  # unknown: no bound
+    assert load_volume(tiny_nifti).shape == (31, 33, 17)
+
+
+@pytest.mark.skipif(not hasattr(os, "sysconf"), reason="no sysconf (Windows)")
+def test_available_memory_without_psutil_is_the_physical_memory(monkeypatch):
+    from anomaly_maps.io import available_memory
+
+    monkeypatch.setitem(sys.modules, "psutil", None)  # import psutil -> ImportError
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert available_memory() == physical > 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import AnomalyMapsError
 
-__all__ = ["atomic_path", "full_suffix"]
+__all__ = ["atomic_path", "full_suffix", "write_text"]
 
 
 def _umask() -> int:
@@ -80,3 +80,9 @@ def atomic_path(
                 os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> None:
+    """Write a small text file atomically (temporary file, then rename)."""
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_text(text)

@@ -10,8 +10,12 @@ document under the key ``anomaly_maps``:
     {"format": "anomaly-maps-checkpoint", "format_version": 1, "project_version": "0.1.0",
      "models": {"vae": {"latent_dim": 1024, "...": "..."}},
      "preprocessing": {"axis": "axial", "size": 64, "...": "..."},
-     "training": {"data": {"...": "..."}, "final_losses": {"...": "..."}, "command": "..."},
-     "metrics": {}}
+     "training": {"record_version": 1, "data": {"...": "..."}, "final_losses": {"...": "..."}},
+     "metrics": {"calibration": [{"record_version": 1, "scorer": "rec", "...": "..."}]}}
+
+``training`` and ``metrics`` hold typed, versioned records (training, calibrations,
+benchmark results); :mod:`anomaly_maps.records` is the one place that reads and writes
+them, and :attr:`Checkpoint.records` holds them parsed.
 
 Loading parses the header first and checks it, then reads tensors with safetensors,
 which cannot execute code. PyTorch ``.pt``/``.pth`` files are pickles that can run
@@ -39,6 +43,7 @@ from .device import resolve_device
 from .errors import CheckpointError
 from .models import ModelConfig, build_model, config_from_dict
 from .preprocessing import PreprocessingSpec
+from .records import CheckpointRecords, check_version
 
 __all__ = [
     "FORMAT",
@@ -68,10 +73,9 @@ class Checkpoint:
         Kind -> model, in the order they were saved (e.g. ``{"vqvae": ..., "prior": ...}``).
     preprocessing
         How the training slices were made; scoring re-applies it.
-    training
-        What the models were trained on and how (data summary, losses, command).
-    metrics
-        Evaluation results and calibration statistics recorded with the models.
+    records
+        What the models were trained on and how, their calibrations and benchmark
+        results (:class:`~anomaly_maps.records.CheckpointRecords`).
     project_version
         anomaly-maps version that wrote the file.
     """
@@ -79,9 +83,18 @@ class Checkpoint:
     path: Path | None
     models: dict[str, nn.Module]
     preprocessing: PreprocessingSpec
-    training: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
+    records: CheckpointRecords = field(default_factory=CheckpointRecords)
     project_version: str = __version__
+
+    @property
+    def training(self) -> dict[str, Any]:
+        """The header's ``training`` object (JSON form of ``records.training``)."""
+        return self.records.to_header()[0]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The header's ``metrics`` object (JSON form of the other records)."""
+        return self.records.to_header()[1]
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -93,12 +106,30 @@ class Checkpoint:
         """The first (for most checkpoints the only) model."""
         return next(iter(self.models.values()))
 
+    def card_rows(self) -> list[tuple[str, str]]:
+        """``(label, text)`` rows of the model card: what it is, saw, and how it did."""
+        pre = self.preprocessing
+        return [
+            ("file", self.path.name if self.path else "(in memory)"),
+            ("models", " + ".join(_model_summary(k, m.config) for k, m in self.models.items())),
+            ("input", f"{pre.size}x{pre.size} {pre.axis} slices, {pre.normalization} intensities"),
+            *self.records.card_rows(),
+            ("written by", f"anomaly-maps {self.project_version}"),
+        ]
+
+
+def _model_summary(kind: str, config: Any) -> str:
+    latent = getattr(config, "latent_dim", None) or getattr(config, "num_codes", None)
+    what = "latent" if hasattr(config, "latent_dim") else "codes"
+    return f"{kind} ({what} {latent})" if latent else kind
+
 
 def save_checkpoint(
     path: str | os.PathLike,
     models: dict[str, nn.Module],
     *,
     preprocessing: PreprocessingSpec,
+    records: CheckpointRecords | None = None,
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     overwrite: bool = False,
@@ -111,8 +142,13 @@ def save_checkpoint(
         Destination; must end in ``.safetensors``.
     models
         Kind -> model; each model's ``config`` (a ``ModelConfig``) goes to the header.
-    preprocessing, training, metrics
-        The rest of the header (``training`` and ``metrics`` must be JSON-serialisable).
+    preprocessing
+        How the slices were made.
+    records
+        Training, calibration and benchmark records (default: none).
+    training, metrics
+        The same in the header's JSON form (e.g. ``checkpoint.training``), instead of
+        ``records``; they are parsed, so a malformed record is refused here.
     overwrite
         Replace an existing file (training replaces its own checkpoint every epoch).
     """
@@ -128,14 +164,19 @@ def save_checkpoint(
             f"{path}: preprocessing is a {type(preprocessing).__name__}: "
             "expected a PreprocessingSpec"
         )
+    if records is None:
+        records = CheckpointRecords.from_header(training, metrics, path)
+    elif training is not None or metrics is not None:
+        raise CheckpointError(f"{path}: give records or training/metrics dicts, not both")
+    training, metrics = records.to_header()
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "project_version": __version__,
         "models": {},
         "preprocessing": preprocessing.to_dict(),
-        "training": training or {},
-        "metrics": metrics or {},
+        "training": training,
+        "metrics": metrics,
     }
     tensors: dict[str, torch.Tensor] = {}
     for kind, model in models.items():
@@ -235,16 +276,7 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: unknown checkpoint format {header.get('format')!r}: expected {FORMAT!r}"
         )
     version = header.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise CheckpointError(
-            f"{path}: checkpoint format_version {version!r} is invalid: expected an int "
-            f"from 1 to {FORMAT_VERSION}"
-        )
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format version {version!r} is newer than this "
-            f"anomaly-maps {__version__} understands ({FORMAT_VERSION}); upgrade anomaly-maps"
-        )
+    check_version(version, "checkpoint", "format_version", FORMAT_VERSION, path)
     return header
 
 
@@ -270,6 +302,7 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
             )
     if not header["models"]:
         raise CheckpointError(f"{path}: checkpoint holds no model")
+    records = CheckpointRecords.from_header(header.get("training"), header.get("metrics"), path)
     try:
         preprocessing = PreprocessingSpec.from_dict(header["preprocessing"])
         configs = {kind: config_from_dict(kind, cfg) for kind, cfg in header["models"].items()}
@@ -302,7 +335,6 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
         path=path,
         models=models,
         preprocessing=preprocessing,
-        training=header.get("training", {}),
-        metrics=header.get("metrics", {}),
+        records=records,
         project_version=header.get("project_version", "unknown"),
     )

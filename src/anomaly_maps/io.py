@@ -7,6 +7,7 @@ and keeps its qform/sform codes, so it overlays the scan in any viewer.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import warnings
 import zlib
@@ -20,7 +21,7 @@ from nibabel.filebasedimages import ImageFileError
 from ._fileio import atomic_path, full_suffix
 from .errors import VolumeError
 
-__all__ = ["NIFTI_SUFFIXES", "Volume", "load_volume", "save_volume"]
+__all__ = ["NIFTI_SUFFIXES", "Volume", "available_memory", "load_volume", "save_volume"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -108,6 +109,43 @@ def _check_file(path: Path) -> None:
         raise VolumeError(f"{path}: content is {kind}, which does not match its {suffix} suffix")
 
 
+def available_memory() -> int | None:
+    """Bytes of memory a new array can take now, or ``None`` where it cannot be told.
+
+    psutil (napari installs it) knows what the system can still hand out; without it the
+    physical memory is the bound, which still refuses what can never fit.
+    """
+    try:
+        import psutil
+    except ImportError:
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no answer
+            return None
+    return int(psutil.virtual_memory().available)
+
+
+def _size(n: float) -> str:
+    """Bytes in the unit that gives 1 to 999 of them: ``"281 TB"``."""
+    units = ("B", "kB", "MB", "GB", "TB")
+    power = min(int(math.log10(max(n, 1)) // 3), len(units) - 1)
+    return f"{n / 1000**power:.3g} {units[power]}"
+
+
+def _check_fits_memory(header: nib.Nifti1Header, path: Path) -> None:
+    """Refuse, from the header alone, a volume too large to read into memory."""
+    shape = tuple(int(n) for n in header.get_data_shape())
+    dtype = header.get_data_dtype()
+    needed = math.prod(shape) * dtype.itemsize
+    available = available_memory()
+    if available is not None and needed > available:
+        raise VolumeError(
+            f"{path}: header declares a {'x'.join(map(str, shape))} {dtype} volume "
+            f"({_size(needed)}) but only {_size(available)} of memory is available; "
+            "expected a scan that fits in memory (is the header corrupt?)"
+        )
+
+
 def _read_array(img: nib.spatialimages.SpatialImage, path: Path) -> np.ndarray:
     try:
         return np.asarray(img.dataobj)
@@ -181,8 +219,9 @@ def load_volume(path: str | os.PathLike, *, volume_index: int | None = None) -> 
     Raises
     ------
     VolumeError
-        Missing, empty or non-NIfTI file, truncated data, not 3D, empty array,
-        or NaN/Inf voxels; the message names the file and what was expected.
+        Missing, empty or non-NIfTI file, a header declaring more voxels than fit in
+        the available memory (refused before reading them), truncated data, not 3D,
+        empty array, or NaN/Inf voxels; the message names the file and what was expected.
     """
     path = Path(path)
     _check_file(path)
@@ -192,6 +231,7 @@ def load_volume(path: str | os.PathLike, *, volume_index: int | None = None) -> 
         raise VolumeError(f"{path}: not a readable NIfTI image ({err})") from err
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise VolumeError(f"{path}: is a {type(img).__name__}, expected a NIfTI-1/2 image")
+    _check_fits_memory(img.header, path)
     data = _to_3d(_read_array(img, path), path, volume_index)
     _check_values(data, path)
     return Volume(data, img.affine, path, img.header.copy())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
@@ -22,7 +22,6 @@ from qtpy.QtWidgets import (
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..device import available_devices, resolve_device
 from ..errors import AnomalyMapsError
-from ..scoring.calibration import Calibration
 from ._state import viewer_state
 
 if TYPE_CHECKING:
@@ -37,56 +36,15 @@ def bundled_checkpoints() -> list[Path]:
     return sorted(folder.glob("*.safetensors"))
 
 
-def _flat(prefix: str, value: Any) -> list[tuple[str, str]]:
-    if isinstance(value, dict):
-        return [row for k, v in value.items() for row in _flat(f"{prefix}{k}.", v)]
-    if isinstance(value, float):
-        return [(prefix[:-1], f"{value:.4g}")]
-    if isinstance(value, list | tuple) and len(value) > 4:
-        return [(prefix[:-1], f"{len(value)} values")]
-    return [(prefix[:-1], str(value))]
-
-
-def _model_summary(kind: str, config: Any) -> str:
-    latent = getattr(config, "latent_dim", None) or getattr(config, "num_codes", None)
-    what = "latent" if hasattr(config, "latent_dim") else "codes"
-    return f"{kind} ({what} {latent})" if latent else kind
-
-
-def _calibration_summary(calibration: Calibration) -> str:
-    dice = calibration.dice
-    best = "" if dice is None else f", best Dice {dice:.3f} at {calibration.dice_threshold:.4g}"
-    return f"{calibration.scorer} on {calibration.n_volumes} healthy volume(s){best}"
-
-
 def checkpoint_card(checkpoint: Checkpoint) -> str:
-    """HTML summary of a checkpoint: what it is, what it saw, how well it did."""
-    pre = checkpoint.preprocessing
-    data = checkpoint.training.get("data", {})
-    losses = checkpoint.training.get("final_losses", {})
-    rows = [
-        ("file", checkpoint.path.name if checkpoint.path else "(in memory)"),
-        ("models", " + ".join(_model_summary(k, m.config) for k, m in checkpoint.models.items())),
-        ("input", f"{pre.size}x{pre.size} {pre.axis} slices, {pre.normalization} intensities"),
-        (
-            "trained on",
-            f"{len(data.get('volumes', []))} volume(s), "
-            f"{data.get('train_slices', '?')} slices"
-            + (f" ({', '.join(map(str, data['volumes'][:3]))})" if data.get("volumes") else ""),
-        ),
-        ("validation", f"{data.get('val_slices', '?')} slices"),
-        ("epochs", str(checkpoint.training.get("epochs_completed", "?"))),
-    ]
-    if "val_loss" in losses:
-        rows.append(("final val loss", f"{losses['val_loss']:.4g}"))
-    metrics = {k: v for k, v in checkpoint.metrics.items() if k != "calibration"}
-    rows += _flat("", metrics)[:12] or [("metrics", "none reported")]
-    calibrations = [Calibration.from_dict(c) for c in checkpoint.metrics.get("calibration", [])]
-    if calibrations:
-        rows.append(("calibrated", "; ".join(_calibration_summary(c) for c in calibrations)))
-    rows.append(("written by", f"anomaly-maps {checkpoint.project_version}"))
+    """HTML summary of a checkpoint: what it is, what it saw, how well it did.
+
+    The rows are :meth:`~anomaly_maps.checkpoint.Checkpoint.card_rows`, built from the
+    checkpoint's typed records, so the card and the command line say the same.
+    """
     body = "".join(
-        f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(v)}</td></tr>" for k, v in rows
+        f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(v)}</td></tr>"
+        for k, v in checkpoint.card_rows()
     )
     return f"<table cellspacing='2'>{body}</table>"
 

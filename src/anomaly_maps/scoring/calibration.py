@@ -11,13 +11,15 @@ evaluation") follows from it. A best-Dice threshold found on labelled validation
 volumes is stored next to the quantiles.
 
 Calibrations live in the checkpoint header under ``metrics["calibration"]``, one entry
-per (scorer, parameters), so a checkpoint can carry several.
+per (scorer, parameters), so a checkpoint can carry several; the record itself,
+:class:`~anomaly_maps.records.Calibration`, is read and written with the other records
+in :mod:`anomaly_maps.records` (re-exported here).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +27,7 @@ import numpy as np
 from ..checkpoint import Checkpoint
 from ..errors import ParameterError, ScorerError
 from ..io import Volume
+from ..records import Calibration
 from ._registry import get_scorer
 
 if TYPE_CHECKING:
@@ -46,71 +49,6 @@ LEVELS: tuple[float, ...] = (
     0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999,
     0.9995, 0.9999, 1.0,
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Healthy-value statistics of one scorer with one set of parameters.
-
-    Attributes
-    ----------
-    scorer, params
-        The scorer and its full parameter set (defaults filled in).
-    levels
-        Quantile levels of the stored quantiles.
-    pixel_quantiles
-        Quantiles of the map over the foreground voxels of all healthy volumes (scan
-        grid), or ``None`` for slice-only scorers.
-    slice_quantiles
-        Quantiles of the slice scores of the healthy volumes' foreground slices.
-    n_volumes
-        Number of healthy volumes the quantiles come from.
-    dice_threshold, dice
-        Map threshold (raw units) that maximised pooled Dice on labelled validation
-        volumes, and that Dice; ``None`` without labelled data.
-    """
-
-    scorer: str
-    params: dict[str, Any]
-    levels: tuple[float, ...]
-    pixel_quantiles: tuple[float, ...] | None
-    slice_quantiles: tuple[float, ...]
-    n_volumes: int
-    dice_threshold: float | None = None
-    dice: float | None = None
-
-    def quantile(self, level: float, *, pixel: bool = True) -> float:
-        """Healthy value at quantile ``level`` (linear interpolation between levels)."""
-        values = self.pixel_quantiles if pixel else self.slice_quantiles
-        if values is None:
-            raise ScorerError(f"scorer {self.scorer!r} makes no map: no pixel calibration")
-        if not 0.0 <= level <= 1.0:
-            raise ParameterError(f"quantile level {level!r}: expected a float in [0, 1]")
-        return float(np.interp(level, self.levels, values))
-
-    def threshold_for_fpr(self, fpr: float) -> float:
-        """Map threshold flagging a fraction ``fpr`` of healthy foreground voxels."""
-        if not 0.0 < fpr < 1.0:
-            raise ParameterError(f"false-positive rate {fpr!r}: expected a float in (0, 1)")
-        return self.quantile(1.0 - fpr)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (tuples become lists when the header is written)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Calibration:
-        pixel = data.get("pixel_quantiles")
-        return cls(
-            scorer=str(data["scorer"]),
-            params=dict(data["params"]),
-            levels=tuple(float(v) for v in data["levels"]),
-            pixel_quantiles=None if pixel is None else tuple(float(v) for v in pixel),
-            slice_quantiles=tuple(float(v) for v in data["slice_quantiles"]),
-            n_volumes=int(data["n_volumes"]),
-            dice_threshold=data.get("dice_threshold"),
-            dice=data.get("dice"),
-        )
 
 
 def _quantiles(values: np.ndarray) -> tuple[float, ...]:
@@ -250,8 +188,7 @@ def find_calibration(
 ) -> Calibration | None:
     """The checkpoint's calibration of ``scorer`` with exactly these parameters, if any."""
     resolved = get_scorer(scorer).resolve_params(params)
-    for entry in checkpoint.metrics.get("calibration", []):
-        calibration = Calibration.from_dict(entry)
+    for calibration in checkpoint.records.calibrations:
         if calibration.scorer == scorer and calibration.params == resolved:
             return calibration
     return None
@@ -259,10 +196,4 @@ def find_calibration(
 
 def with_calibration(checkpoint: Checkpoint, calibration: Calibration) -> Checkpoint:
     """A copy of ``checkpoint`` whose metrics hold ``calibration`` (replacing the old one)."""
-    kept = [
-        entry
-        for entry in checkpoint.metrics.get("calibration", [])
-        if (entry["scorer"], entry["params"]) != (calibration.scorer, calibration.params)
-    ]
-    metrics = {**checkpoint.metrics, "calibration": [*kept, calibration.to_dict()]}
-    return replace(checkpoint, metrics=metrics)
+    return replace(checkpoint, records=checkpoint.records.with_calibration(calibration))

@@ -123,3 +123,17 @@ def test_score_refuses_a_pickle_checkpoint(tiny_nifti, tmp_path, capsys):
             "--out", str(tmp_path / "o")]  # fmt: skip
     assert main(args) == 2
     assert "never unpickles" in capsys.readouterr().err
+
+
+def test_one_module_per_command():
+    """Each command is one module with ``add_parser(sub)`` and ``run(args)``."""
+    import argparse
+
+    from anomaly_maps.cli import COMMANDS, build_parser
+
+    [sub] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(COMMANDS) == len(sub.choices) == 10
+    for name, parser in sub.choices.items():
+        module = next(m for m in COMMANDS if m.__name__.endswith("." + name.replace("-", "_")))
+        assert parser.get_default("run") is module.run
+        assert callable(module.add_parser)

@@ -1,0 +1,36 @@
+"""``anomaly-maps info``: the geometry and intensities of NIfTI scans."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from ..io import load_volume
+from ._options import add_volume_index
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="show the geometry and intensities of NIfTI scans")
+    p.add_argument("inputs", nargs="+", metavar="SCAN", help=".nii or .nii.gz file(s)")
+    add_volume_index(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the geometry and intensity summary of each scan."""
+    from ..preprocessing import foreground_mask
+
+    for path in args.inputs:
+        vol = load_volume(path, volume_index=args.volume_index)
+        header = vol.header
+        codes = (int(header["qform_code"]), int(header["sform_code"])) if header else (0, 0)
+        data = vol.data
+        print(f"{vol.path}")
+        print(f"  shape        {vol.shape}  dtype {data.dtype}")
+        print(f"  voxel size   {' x '.join(f'{z:.3g}' for z in vol.zooms)} mm")
+        print(f"  orientation  {''.join(vol.axcodes)}  qform/sform codes {codes[0]}/{codes[1]}")
+        print(f"  origin       {np.round(vol.affine[:3, 3], 2).tolist()} mm")
+        print(f"  intensity    min {data.min():.4g}  max {data.max():.4g}  mean {data.mean():.4g}")
+        print(f"  foreground   {foreground_mask(data).mean():.1%} of voxels")
+    return 0

@@ -1,0 +1,92 @@
+"""``anomaly-maps score``: anomaly maps and scores of volumes with a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import AnomalyMapsError
+from ..io import load_volume
+from ._options import add_overwrite, add_run_options, add_volume_index, expand_paths, out_folder
+from ._progress import bar_progress
+from ._scorers import add_scorer_options, checkpoint_and_scorers
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..outputs import LAYOUTS
+    from ..scoring.pipeline import VOLUME_SCORES
+    from ..scoring.postprocess import NORMALIZATIONS
+
+    p = sub.add_parser("score", help="anomaly maps and scores of volumes with a trained model")
+    p.add_argument("inputs", nargs="+", metavar="SCAN", help="NIfTI files or quoted globs")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="trained .safetensors")
+    add_scorer_options(p, required=True, help="scorer name")
+    p.add_argument("--out", type=out_folder, required=True, metavar="DIR")
+    p.add_argument("--layout", choices=list(LAYOUTS), default="scan_scorer",
+                   help="; ".join(f"{k}: {v}" for k, v in LAYOUTS.items()))  # fmt: skip
+    add_run_options(p)
+    p.add_argument(
+        "--normalize",
+        choices=list(NORMALIZATIONS),
+        default="none",
+        help="; ".join(f"{k}: {v}" for k, v in NORMALIZATIONS.items())
+        + " (model and mood need `anomaly-maps calibrate`)",
+    )
+    p.add_argument(
+        "--volume-score",
+        choices=list(VOLUME_SCORES),
+        default="slice_mean",
+        help="; ".join(f"{k}: {v}" for k, v in VOLUME_SCORES.items()),
+    )
+    add_overwrite(p)
+    add_volume_index(p)
+    p.set_defaults(run=run)
+
+
+def _calibrations(args: argparse.Namespace, checkpoint, scorers) -> dict:
+    """Each scorer's calibration; ``--normalize model/mood`` needs one for every scorer."""
+    from ..scoring.calibration import find_calibration
+
+    calibrations = {}
+    for name, params in scorers:
+        calibrations[name] = find_calibration(checkpoint, name, params)
+        if args.normalize in ("model", "mood") and calibrations[name] is None:
+            raise AnomalyMapsError(
+                f"--normalize {args.normalize}: {args.checkpoint} holds no calibration of "
+                f"{name} with these parameters; run `anomaly-maps calibrate --checkpoint "
+                f"{args.checkpoint} --scorer {name} HEALTHY_SCANS --out NEW.safetensors`"
+            )
+    return calibrations
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score volumes: per scan and scorer a map NIfTI, a score .txt (and, in the default
+    layout, a slice CSV); every output name is checked before the first scan is read."""
+    from tqdm import tqdm
+
+    from ..outputs import score_outputs, write_score
+    from ..scoring import score_volume
+    from ..scoring.postprocess import normalize_result
+
+    scorers, checkpoint = checkpoint_and_scorers(args)
+    calibrations = _calibrations(args, checkpoint, scorers)
+    planned = score_outputs(
+        args.out, expand_paths(args.inputs, "SCAN"), [name for name, _ in scorers],
+        layout=args.layout, overwrite=args.overwrite,
+    )  # fmt: skip
+    if args.layout == "mood" and args.normalize != "mood":
+        print("note: MOOD's evaluator clips maps and scores to [0, 1]; --normalize mood "
+              "puts them there", file=sys.stderr)  # fmt: skip
+    for path, files in planned.items():
+        vol = load_volume(path, volume_index=args.volume_index)
+        with tqdm(desc=Path(path).name, unit="slice") as bar:
+            results = score_volume(
+                vol, checkpoint, scorers, batch_size=args.batch_size, seed=args.seed,
+                progress=bar_progress(bar), volume_score=args.volume_score,
+            )  # fmt: skip
+        for raw in results:
+            result = normalize_result(raw, args.normalize, calibrations[raw.scorer])
+            write_score(vol, result, files[result.scorer], overwrite=args.overwrite)
+            print(f"{path}: {result.scorer} volume score {result.volume_score:.6g}")
+    return 0

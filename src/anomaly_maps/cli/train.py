@@ -1,0 +1,136 @@
+"""``anomaly-maps train``: a model trained on healthy volumes (``torchrun`` for DDP)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+
+from ..errors import AnomalyMapsError
+from ._options import expand_paths, integer, out_checkpoint, real
+from ._progress import command_line
+from .preprocess import AXES, NORMALIZATIONS
+
+MODELS = ("vae", "cevae", "dae", "vqvae", "prior")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model on healthy NIfTI volumes (torchrun -m anomaly_maps.cli for DDP)",
+    )
+    p.add_argument("--model", required=True, choices=MODELS)
+    p.add_argument("--preset", default=None, help="paper preset, e.g. zimmerer2019")
+    p.add_argument("--data", nargs="+", required=True, metavar="PATH_OR_GLOB",
+                   help="healthy training volumes (quote globs: 'train/*.nii.gz')")  # fmt: skip
+    p.add_argument("--out", type=out_checkpoint, required=True, metavar="CHECKPOINT",
+                   help="run.safetensors")  # fmt: skip
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="model hyper-parameters, e.g. latent_dim=256 beta=0.5")  # fmt: skip
+    p.add_argument("--vqvae", default=None, metavar="CHECKPOINT",
+                   help="trained VQ-VAE whose codes a prior learns")  # fmt: skip
+    p.add_argument("--axis", choices=AXES, default="axial")
+    p.add_argument("--size", type=integer(4), default=None,
+                   help="in-plane size (default: preset's)")  # fmt: skip
+    p.add_argument("--normalization", choices=NORMALIZATIONS, default="percentile")
+    p.add_argument("--epochs", type=integer(1), default=20)
+    p.add_argument("--batch-size", type=integer(1), default=64, help="slices per step")
+    p.add_argument("--lr", type=real(0, low_open=True), default=2e-4, help="learning rate")
+    p.add_argument("--val-fraction", type=real(0, 1, high_open=True), default=0.1,
+                   help="fraction of the volumes held out for validation, in [0, 1)")  # fmt: skip
+    p.add_argument("--seed", type=integer(0), default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--no-augment", action="store_true", help="train on unaugmented slices")
+    p.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
+    p.add_argument("--resume", action="store_true", help="continue OUT up to --epochs")
+    p.add_argument("--overwrite", action="store_true", help="start afresh over OUT")
+    p.set_defaults(run=run)
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, object]:
+    """``key=value`` pairs; values are JSON where they parse (numbers, lists, true)."""
+    result: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise AnomalyMapsError(f"--set {pair!r}: expected KEY=VALUE, e.g. latent_dim=256")
+        try:
+            result[key] = json.loads(value)
+        except json.JSONDecodeError:
+            result[key] = value
+    return result
+
+
+def _model_config(args: argparse.Namespace):
+    """The model config from --model, --preset, --size and --set."""
+    from ..checkpoint import read_header
+    from ..models import PriorConfig, VQVAEConfig, config_from_dict, model_presets
+
+    overrides = _overrides(args.set)
+    presets = model_presets(args.model)
+    if args.preset is not None and args.preset not in presets:
+        raise AnomalyMapsError(
+            f"unknown preset {args.preset!r} for model {args.model!r}: "
+            f"expected one of {sorted(presets)}"
+        )
+    base = presets[args.preset].to_dict() if args.preset else {}
+    if args.model == "prior":
+        if args.vqvae is None:
+            raise AnomalyMapsError("--model prior needs --vqvae CHECKPOINT (a trained VQ-VAE)")
+        vq = VQVAEConfig.from_dict(read_header(args.vqvae)["models"]["vqvae"])
+        base = {k: v for k, v in base.items() if k not in ("num_codes", "grid_size")}
+        return PriorConfig.for_vqvae(vq, **{**base, **overrides})
+    if args.size is not None:
+        overrides.setdefault("size", args.size)
+    return config_from_dict(args.model, {**base, **overrides})
+
+
+def _tqdm_progress(batches, epoch: int, split: str):
+    from tqdm import tqdm
+
+    return tqdm(batches, desc=f"epoch {epoch + 1} {split}", leave=split == "val", unit="batch")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train a model on healthy volumes; writes the checkpoint after every epoch."""
+    from ..preprocessing import PreprocessingSpec
+    from ..training import TrainConfig, dist_from_env, metrics_path, train
+
+    model_config = _model_config(args)
+    preprocessing = PreprocessingSpec(
+        axis=args.axis,
+        size=getattr(model_config, "size", args.size or 64),
+        normalization=args.normalization,
+    )
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        augment=not args.no_augment,
+        amp=not args.no_amp,
+    )
+    main_rank = dist_from_env().main
+    if not main_rank:  # one copy of every warning, from rank 0
+        logging.getLogger("anomaly_maps").setLevel(logging.ERROR)
+    result = train(
+        expand_paths(args.data),
+        args.out,
+        model_config=model_config,
+        preprocessing=preprocessing,
+        config=config,
+        vqvae_checkpoint=args.vqvae,
+        device=args.device,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=_tqdm_progress if main_rank else None,
+        command=command_line(),
+    )
+    if main_rank:
+        last = result.history[-1] if result.history else {}
+        losses = ", ".join(f"{k} {v:.5g}" for k, v in last.items() if k.endswith("loss"))
+        print(f"trained {model_config.kind} in {result.seconds:.1f} s: {losses}")
+        print(f"  wrote {result.checkpoint} and {metrics_path(result.checkpoint)}")
+    return 0

@@ -1,0 +1,173 @@
+"""Where ``score`` and ``preprocess`` put their files, planned and checked before any work.
+
+``score`` writes one of two layouts (:data:`LAYOUTS`):
+
+- ``scan_scorer`` (default): ``OUT/<scan>_<scorer>.nii.gz`` (the map),
+  ``OUT/<scan>_<scorer>.txt`` (the volume score) and ``OUT/<scan>_<scorer>_slices.csv``
+  (a score per slice), ``<scan>`` being the scan's file name without ``.nii[.gz]``.
+- ``mood``: MOOD's submission format, which MOOD's evaluator and ``anomaly-maps evaluate
+  --pred`` read: ``OUT/<case>`` (the map under the scan's own file name, e.g.
+  ``00000.nii.gz``) and ``OUT/<case>.txt`` (the score, e.g. ``00000.nii.gz.txt``); with
+  several scorers, one such folder per scorer, ``OUT/<scorer>/``. No slice CSV: the
+  folder holds what the evaluators read and nothing else.
+
+Every output path of a run is computed before the first scan is read: two inputs that
+would write the same file (the same name from two folders), or an existing file without
+``overwrite``, are refused up front, so a run never stops half-way through.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._fileio import full_suffix, write_text
+from .errors import AnomalyMapsError
+from .io import Volume, save_volume
+from .preprocessing import PreprocessingSpec, SliceStack, slices_to_volume, to_slices
+
+if TYPE_CHECKING:
+    from .scoring.pipeline import VolumeScore
+
+__all__ = [
+    "LAYOUTS",
+    "ScoreFiles",
+    "model_view_outputs",
+    "scan_stem",
+    "score_outputs",
+    "write_model_view",
+    "write_score",
+    "write_text",
+]
+
+#: Layouts of ``score`` outputs, with one line each for ``--help``.
+LAYOUTS: dict[str, str] = {
+    "scan_scorer": "OUT/<scan>_<scorer>.nii.gz map, .txt volume score, _slices.csv",
+    "mood": "MOOD's format, read by `evaluate --pred`: OUT/<case>.nii.gz map and "
+    "OUT/<case>.nii.gz.txt score (several scorers: OUT/<scorer>/...)",
+}
+
+
+@dataclass(frozen=True)
+class ScoreFiles:
+    """The files of one scan and one scorer: map, volume score and (maybe) slice scores."""
+
+    map: Path
+    score: Path
+    slices: Path | None
+
+    def paths(self) -> list[Path]:
+        return [p for p in (self.map, self.score, self.slices) if p is not None]
+
+
+def scan_stem(path: str | os.PathLike) -> str:
+    """The file name without its format suffix: ``a/x.nii.gz`` -> ``x``."""
+    name, suffix = Path(path).name, full_suffix(path)
+    return name[: -len(suffix)] if suffix else name
+
+
+def _score_files(out: Path, scan: Path, scorer: str, layout: str, several: bool) -> ScoreFiles:
+    if layout == "mood":
+        folder = out / scorer if several else out
+        return ScoreFiles(folder / scan.name, folder / f"{scan.name}.txt", None)
+    base = f"{scan_stem(scan)}_{scorer}"
+    return ScoreFiles(out / f"{base}.nii.gz", out / f"{base}.txt", out / f"{base}_slices.csv")
+
+
+def _refuse_collisions(planned: Mapping[str, Sequence[Path]]) -> None:
+    """Two inputs that would write the same file: name both and say how to resolve it."""
+    owner: dict[Path, str] = {}
+    for source, paths in planned.items():
+        for path in paths:
+            other = owner.setdefault(path, source)
+            if other != source:
+                raise AnomalyMapsError(
+                    f"{other} and {source} would both write {path}: rename one of them, "
+                    "or run them with separate --out folders"
+                )
+
+
+def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise AnomalyMapsError(
+            f"{existing[0]}: already exists ({len(existing)} output(s)); "
+            "pass --overwrite to replace them"
+        )
+
+
+def _checked(planned: dict[str, list[Path]], overwrite: bool) -> None:
+    _refuse_collisions(planned)
+    _refuse_existing([p for paths in planned.values() for p in paths], overwrite)
+
+
+def score_outputs(
+    out: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    scorers: Sequence[str],
+    *,
+    layout: str = "scan_scorer",
+    overwrite: bool = False,
+) -> dict[str, dict[str, ScoreFiles]]:
+    """Input -> scorer -> its :class:`ScoreFiles`, after refusing collisions and
+    (without ``overwrite``) existing files."""
+    if layout not in LAYOUTS:
+        raise AnomalyMapsError(f"layout {layout!r}: expected one of {list(LAYOUTS)}")
+    out, several = Path(out), len(scorers) > 1
+    plan = {
+        str(scan): {name: _score_files(out, Path(scan), name, layout, several) for name in scorers}
+        for scan in inputs
+    }
+    _checked({s: [p for f in per.values() for p in f.paths()] for s, per in plan.items()},
+             overwrite)  # fmt: skip
+    return plan
+
+
+def write_score(
+    volume: Volume, result: VolumeScore, files: ScoreFiles, *, overwrite: bool = False
+) -> None:
+    """Write one scorer's (normalised) result for ``volume``: map, score, slice scores."""
+    if result.map is not None:
+        save_volume(volume.with_data(result.map), files.map, overwrite=overwrite)
+    write_text(files.score, f"{result.volume_score:.8g}\n", overwrite=overwrite)
+    if files.slices is not None:
+        rows = "".join(f"{i},{s:.8g}\n" for i, s in enumerate(result.slice_scores))
+        write_text(files.slices, "slice,score\n" + rows, overwrite=overwrite)
+
+
+def model_view_outputs(
+    out: str | os.PathLike, inputs: Sequence[str | os.PathLike], *, overwrite: bool = False
+) -> dict[str, tuple[Path, Path]]:
+    """Input -> ``(<scan>_model_view.nii.gz, <scan>_foreground.nii.gz)``, checked like
+    :func:`score_outputs`."""
+    out = Path(out)
+    plan = {
+        str(scan): [
+            out / f"{scan_stem(scan)}_{kind}.nii.gz" for kind in ("model_view", "foreground")
+        ]
+        for scan in inputs
+    }
+    _checked(plan, overwrite)
+    return {scan: (view, mask) for scan, (view, mask) in plan.items()}
+
+
+def write_model_view(
+    volume: Volume,
+    spec: PreprocessingSpec,
+    files: tuple[Path, Path],
+    *,
+    overwrite: bool = False,
+) -> SliceStack:
+    """Write what a model with ``spec`` sees of ``volume`` (its slices mapped back to the
+    scan's grid) and the foreground it scores; returns the slices."""
+    stack = to_slices(volume, spec)
+    view = slices_to_volume(stack.images, stack.geometry)
+    mask = slices_to_volume(stack.mask.astype(np.float32), stack.geometry) >= 0.5
+    save_volume(volume.with_data(view), files[0], overwrite=overwrite)
+    save_volume(volume.with_data(mask.astype(np.uint8)), files[1], overwrite=overwrite)
+    return stack

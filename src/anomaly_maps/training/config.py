@@ -1,0 +1,69 @@
+"""How to train: the settings of a run (the model's own are its ``ModelConfig``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._config import FrozenConfig, is_int, is_real
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass(frozen=True)
+class TrainConfig(FrozenConfig):
+    """How to train (the model's own hyper-parameters are its ``ModelConfig``).
+
+    Parameters
+    ----------
+    epochs
+        Total number of epochs (a resumed run continues up to this number).
+    batch_size
+        Slices per optimisation step and process.
+    lr, weight_decay
+        Adam(W) learning rate and decoupled weight decay (seed 000: Adam, 2e-4).
+    val_fraction
+        Fraction of the volumes (or, with a single volume, of its slices) held out.
+    min_foreground
+        Slices with a smaller foreground fraction are skipped (empty slices teach
+        nothing and dominate the loss otherwise).
+    seed
+        Seeds the split, the shuffling, the augmentation and the model's own noise.
+    augment
+        Apply :func:`anomaly_maps.augment.augment` to training batches.
+    amp
+        Mixed precision on CUDA (bfloat16 where supported, else float16 with loss
+        scaling); ignored on other devices.
+    """
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    val_fraction: float = 0.1
+    min_foreground: float = 0.05
+    seed: int = 0
+    augment: bool = True
+    amp: bool = True
+
+    def validate(self) -> None:
+        self._require("epochs", is_int(self.epochs) and self.epochs >= 1, "an int >= 1")
+        self._require(
+            "batch_size", is_int(self.batch_size) and self.batch_size >= 1, "an int >= 1"
+        )
+        self._require("lr", is_real(self.lr) and self.lr > 0, "a float > 0")
+        self._require(
+            "weight_decay", is_real(self.weight_decay) and self.weight_decay >= 0, "a float >= 0"
+        )
+        self._require(
+            "val_fraction", is_real(self.val_fraction) and 0 <= self.val_fraction < 1, "[0, 1)"
+        )
+        self._require(
+            "min_foreground",
+            is_real(self.min_foreground) and 0 <= self.min_foreground < 1,
+            "[0, 1)",
+        )
+        self._require("seed", is_int(self.seed) and self.seed >= 0, "an int >= 0")
+
+    @classmethod
+    def _label(cls) -> str:
+        return "training"

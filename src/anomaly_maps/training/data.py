@@ -1,0 +1,111 @@
+"""Training data: slices of healthy volumes in host memory and the validation split."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import AnomalyMapsError
+from ..io import load_volume
+from ..preprocessing import PreprocessingSpec, to_slices
+
+__all__ = ["SliceData", "code_data", "load_slices", "split_train_val"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SliceData:
+    """Training slices of several volumes, kept in host memory.
+
+    Attributes
+    ----------
+    images
+        (N, 1, S, S) float32 preprocessed slices, or (N, h, w) int64 codes for a prior.
+    positions
+        (N,) float32 slice position in [0, 1] along the slicing axis.
+    volume
+        (N,) int64 index into ``sources`` of the volume each slice came from.
+    sources
+        Names of the volumes (file names).
+    """
+
+    images: torch.Tensor
+    positions: torch.Tensor
+    volume: torch.Tensor
+    sources: list[str]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index: torch.Tensor) -> SliceData:
+        return SliceData(
+            self.images[index], self.positions[index], self.volume[index], self.sources
+        )
+
+
+def load_slices(
+    paths: Sequence[str | os.PathLike],
+    spec: PreprocessingSpec,
+    *,
+    min_foreground: float = 0.05,
+    progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None,
+) -> SliceData:
+    """Cut every volume into model slices; keep those with enough foreground."""
+    if not paths:
+        raise AnomalyMapsError("no training volumes given")
+    images, positions, volume = [], [], []
+    items: Iterator[Any] = iter(enumerate(paths))
+    if progress is not None:
+        items = progress(items, len(paths))
+    for i, path in items:
+        stack = to_slices(load_volume(path), spec)
+        keep = stack.mask.mean(axis=(1, 2)) >= min_foreground
+        images.append(torch.from_numpy(stack.images[keep]))
+        positions.append(torch.from_numpy(stack.positions[keep]))
+        volume.append(torch.full((int(keep.sum()),), i, dtype=torch.int64))
+    data = SliceData(
+        torch.cat(images)[:, None],
+        torch.cat(positions),
+        torch.cat(volume),
+        [Path(p).name for p in paths],
+    )
+    if len(data) == 0:
+        raise AnomalyMapsError(
+            f"no slice of {len(paths)} volume(s) has >= {min_foreground:.0%} foreground"
+        )
+    return data
+
+
+def split_train_val(data: SliceData, fraction: float, seed: int) -> tuple[SliceData, SliceData]:
+    """Hold out whole volumes (several volumes) or random slices (a single volume)."""
+    g = torch.Generator().manual_seed(seed)
+    n_volumes = len(data.sources)
+    if fraction == 0:
+        return data, data.subset(torch.zeros(0, dtype=torch.int64))
+    if n_volumes >= 2:
+        n_val = min(n_volumes - 1, max(1, round(fraction * n_volumes)))
+        val_volumes = torch.randperm(n_volumes, generator=g)[:n_val]
+        is_val = torch.isin(data.volume, val_volumes)
+    else:
+        log.warning("one training volume: validation slices come from the same volume")
+        is_val = torch.zeros(len(data), dtype=torch.bool)
+        is_val[torch.randperm(len(data), generator=g)[: max(1, round(fraction * len(data)))]] = (
+            True
+        )
+    return data.subset(torch.nonzero(~is_val)[:, 0]), data.subset(torch.nonzero(is_val)[:, 0])
+
+
+def code_data(vqvae: nn.Module, data: SliceData, device: torch.device, batch: int) -> SliceData:
+    """Replace slices by their VQ-VAE code grids (the prior's training data)."""
+    vqvae.eval()
+    with torch.no_grad():
+        codes = [vqvae.codes(x.to(device)).cpu() for x in data.images.split(batch)]
+    return SliceData(torch.cat(codes), data.positions, data.volume, data.sources)
