@@ -188,7 +188,8 @@ def _tissue_bias(
     band = ((x >= band_lo) & (x <= band_lo + 0.3 * span) & foreground).to(x.dtype)
     band = F.avg_pool2d(band, 3, stride=1, padding=1, count_include_pad=False)
     sign = torch.where(u[:, 1] < 0.5, -1.0, 1.0)
-    biased = (x + sign * u[:, 2] * span * band * shape).clamp(lo, hi)
+    change = sign * u[:, 2] * span * band * shape
+    biased = torch.where(change != 0, (x + change).clamp(lo, hi), x)
     return biased, (biased - x).abs() / span
 
 
