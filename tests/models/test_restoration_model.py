@@ -7,6 +7,7 @@ import inspect
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -224,3 +225,29 @@ def test_corruptions_share_no_code_with_the_benchmark():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_trains_through_the_training_loop(tmp_path, tiny_volume):
+    """``train`` (as ``anomaly-maps train --model restoration``) writes a checkpoint whose
+    model the restoration scorers run on the scan's grid."""
+    from anomaly_maps.io import save_volume
+    from anomaly_maps.scoring import score_volume
+    from anomaly_maps.training import TrainConfig, train
+
+    scan = save_volume(tiny_volume, tmp_path / "head.nii.gz")
+    result = train(
+        [scan],
+        tmp_path / "restoration.safetensors",
+        model_config=RestorationConfig(size=16, widths=(8, 16), thick_prob=0.5),
+        preprocessing=PreprocessingSpec(axis="axial", size=16),
+        config=TrainConfig(epochs=2, batch_size=4, lr=3e-3, val_fraction=0.2),
+        device="cpu",
+    )
+    assert {"train_mse", "train_bce", "val_mse", "val_bce"} <= set(result.history[-1])
+    checkpoint = load_checkpoint(result.checkpoint)
+    assert checkpoint.kinds == ("restoration",)
+    assert checkpoint.records.training.epochs_completed == 2
+    maps = score_volume(tiny_volume, checkpoint, [("disyre", {"n_steps": 2}), ("fpi", {})])
+    for scored in maps:
+        assert scored.map.shape == tiny_volume.shape
+        assert np.isfinite(scored.map).all() and scored.map.max() > 0
