@@ -251,3 +251,14 @@ def test_trains_through_the_training_loop(tmp_path, tiny_volume):
     for scored in maps:
         assert scored.map.shape == tiny_volume.shape
         assert np.isfinite(scored.map).all() and scored.map.max() > 0
+
+
+def test_dag_stays_in_the_intensity_range_of_flat_patches():
+    """A foreign patch of one flat intensity under the shape has no range to rescale:
+    it must not be blown up (it was, by 1 / 1e-6, and training diverged)."""
+    x = striped_heads(8, torch.Generator().manual_seed(6))
+    x[::2] = (x[::2] > 0).float() * 0.5  # flat "tissue": patches without contrast
+    for seed in range(5):
+        sample = corrupt(x, torch.Generator().manual_seed(seed), mode="dag")
+        assert float(sample.corrupted.min()) >= float(x.min()) - 1e-6
+        assert float(sample.corrupted.max()) <= float(x.max()) + 1e-6

@@ -212,7 +212,8 @@ def corrupt(
         x_t = (1 - alpha m) x_0 + alpha m x_fp                       (mode "fpi")
 
     For ``mode="dag"`` (DISYRE v2) the foreign patch is first rescaled to the slice's
-    foreground range under the shape (the reference's ``normalize_fp="minmax"``) and
+    foreground range under the shape (the reference's ``normalize_fp="minmax"``,
+    clipped to that range as the reference clips to [0, 1]) and
     an intensity bias is added in a tissue band (:func:`_tissue_bias`); the level is the
     larger of the two corruption strengths and the per-pixel target the larger of
     ``alpha m`` and the bias change, as in the reference trainer (``amax`` of
@@ -235,7 +236,10 @@ def corrupt(
         patch_tissue = patch > patch.flatten(1).amin(1)[:, None, None, None]
         p_lo, p_hi = _masked_range(patch, inside & patch_tissue)
         x_lo, x_hi = _masked_range(clean, inside & foreground)
-        patch = (patch - p_lo) / (p_hi - p_lo).clamp_min(1e-6) * (x_hi - x_lo) + x_lo
+        p_span = p_hi - p_lo
+        rescaled = (patch - p_lo) / p_span.clamp_min(1e-6) * (x_hi - x_lo) + x_lo
+        # a flat patch has no range to map: shift it onto the slice's range instead
+        patch = torch.where(p_span > 1e-3, rescaled, patch - p_lo + x_lo).clamp(x_lo, x_hi)
     alpha_map = level[:, None, None, None] * shape
     corrupted = (1 - alpha_map) * clean + alpha_map * patch
     if mode == "dag":
