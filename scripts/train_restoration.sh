@@ -44,6 +44,6 @@ timed train-restoration anomaly-maps train --model restoration --preset cpu64 \
 
 timed eval-restoration anomaly-maps evaluate --checkpoint "$W/restoration64.safetensors" \
     --scorer disyre --scorer fpi \
-    --param disyre:n_steps=5 --param disyre:start=1.0 --param disyre:update=true \
+    --param disyre:n_steps=5 --param disyre:start=1.0 --param disyre:multi_step=true \
     --volume-score map_p99 --benchmark "$B" --device cpu --batch-size 64 --seed 0 \
     --out "$W/eval_restoration" --overwrite

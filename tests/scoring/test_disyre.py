@@ -33,7 +33,7 @@ def _run(fn, models, x, params):
 CASES = [
     ("disyre", {}),
     ("disyre", {"n_steps": 3, "start": 0.6}),
-    ("disyre", {"n_steps": 4, "update": False}),
+    ("disyre", {"n_steps": 4, "multi_step": False}),
     ("fpi", {}),
 ]
 
@@ -60,13 +60,13 @@ def test_batched_equals_reference(models, tiny_batch, name, params):
 
 
 def test_single_steps_are_the_mean_restoration_error(models, tiny_batch):
-    """update=false: mean over levels of |x - P(x, a)|, written out directly."""
+    """multi_step=false: mean over levels of |x - P(x, a)|, written out directly."""
     x, _ = tiny_batch
     model = models["restoration"]
     levels = [1.0, 2 / 3, 1 / 3]
     with torch.no_grad():
         expected = sum((x - model(x, torch.full((3,), a))[0]).abs()[:, 0] for a in levels) / 3
-    params = {"n_steps": 3, "start": 1.0, "update": False}
+    params = {"n_steps": 3, "start": 1.0, "multi_step": False}
     result = _run(get_scorer("disyre").fn, models, x, params)
     torch.testing.assert_close(result.pixel, expected)
 
@@ -80,7 +80,8 @@ def test_multi_step_moves_towards_each_restoration(models, tiny_batch):
         x1 = x + 0.5 * (first - x)
         second = model(x1, torch.full((3,), 0.5))[0]
     expected = ((x - first).abs() + (x1 - second).abs())[:, 0] / 2
-    result = _run(get_scorer("disyre").fn, models, x, {"n_steps": 2, "start": 1.0, "update": True})
+    params = {"n_steps": 2, "start": 1.0, "multi_step": True}
+    result = _run(get_scorer("disyre").fn, models, x, params)
     torch.testing.assert_close(result.pixel, expected)
     assert step_levels(2, 1.0) == [1.0, 0.5, 0.0]
 

@@ -13,7 +13,7 @@ to undo synthetic corruptions (:mod:`anomaly_maps.models.corruptions`):
 
 Steps: levels ``a_k = start * (1 - k / n_steps)``, ``k = 0 .. n_steps - 1``, linear
 (the paper is silent; the reference spaces 5 of 100 DDPM steps of a linear beta
-schedule). With ``update`` the slice moves as in the reference scheduler's
+schedule). With ``multi_step`` the slice moves as in the reference scheduler's
 ``cold_diffusion_sampling`` (Bansal et al.'s Algorithm 2):
 ``x_{k+1} = x_k + (1 - a_{k+1} / a_k) (x0_hat - x_k)``, so the last step lands on the
 restoration; without it every step restores the input itself (the reference's
@@ -57,7 +57,7 @@ def step_levels(n_steps: int, start: float) -> list[float]:
 
 
 def restoration_steps(
-    model: nn.Module, x: torch.Tensor, *, n_steps: int, start: float, update: bool
+    model: nn.Module, x: torch.Tensor, *, n_steps: int, start: float, multi_step: bool
 ) -> torch.Tensor:
     """DISYRE's accumulated restoration ``(B, H, W)`` of slices ``(B, C, H, W)``."""
     levels = step_levels(n_steps, start)
@@ -67,7 +67,7 @@ def restoration_steps(
         level = x.new_full((x.shape[0],), a_now)
         restored = model(current, level)[0]
         total = total + (current - restored).abs().mean(1)
-        if update:
+        if multi_step:
             current = current + (1 - a_next / a_now) * (restored - current)
     return total / n_steps
 
@@ -83,7 +83,7 @@ def restoration_steps(
             "start", float, 1.0, (0.05, 1.0), "corruption level assumed for the input slice"
         ),
         ParamSpec(
-            "update",
+            "multi_step",
             bool,
             True,
             help="multi-step restoration (cold diffusion); false: mean of single steps",
@@ -98,7 +98,7 @@ def disyre(
     generator: SliceGenerators,
     n_steps: int = 5,
     start: float = 1.0,
-    update: bool = True,
+    multi_step: bool = True,
 ) -> ScoreResult:
     """Mean over ``n_steps`` restoration steps of ``|x_k - P_theta(x_k, a_k)|``.
 
@@ -114,7 +114,7 @@ def disyre(
         Restoration steps, levels ``start`` down to ``start / n_steps``.
     start : float
         Level the input is assumed corrupted at (DISYRE starts at the last step, 1).
-    update : bool
+    multi_step : bool
         Move the slice towards each restoration (multi-step, the ISBI paper's best on
         ATLAS) or restore the input at every level (single-step mean).
 
@@ -125,7 +125,7 @@ def disyre(
     """
     model = model_of(models, *_KINDS)
     with torch.no_grad():
-        pixel = restoration_steps(model, x, n_steps=n_steps, start=start, update=update)
+        pixel = restoration_steps(model, x, n_steps=n_steps, start=start, multi_step=multi_step)
     return ScoreResult.from_map(pixel)
 
 
@@ -138,7 +138,7 @@ def disyre_reference(
     generator: SliceGenerators,
     n_steps: int,
     start: float,
-    update: bool,
+    multi_step: bool,
 ) -> ScoreResult:
     """``disyre`` slice by slice, step by step, as the reference pipeline loops."""
     model = model_of(models, *_KINDS)
@@ -151,7 +151,7 @@ def disyre_reference(
             for k in range(n_steps):
                 restored = model(current, x.new_tensor([levels[k]]))[0]
                 total += (current - restored).abs().mean(1)
-                if update:
+                if multi_step:
                     current = current + (1 - levels[k + 1] / levels[k]) * (restored - current)
             results.append(ScoreResult.from_map(total / n_steps))
     return cat_results(results)
