@@ -31,11 +31,11 @@ References
    MELBA 2022 / MOOD 2020: ``x' = (1 - alpha) x + alpha x_fp`` inside a patch, the
    network predicts ``alpha`` per pixel.
 .. [2] Naval Marimont et al., "DISYRE: Diffusion-Inspired SYnthetic REstoration for
-   Unsupervised Anomaly Detection", ISBI 2024 (arXiv 2311.15453), section 2:
+   Unsupervised Anomaly Detection", ISBI 2024 (arXiv 2311.15453), Method:
    ``x_t = (1 - alpha_t m) x_0 + alpha_t m x_fp``; reference code
    ``preprocessing/fpi.py`` (GitHub snavalm/disyre at e149f29).
 .. [3] Naval Marimont et al., "Ensembled Cold-Diffusion Restorations for Unsupervised
-   Anomaly Detection", MICCAI 2024 (arXiv 2407.06635), section 2.1 (DAG: shape, texture
+   Anomaly Detection", MICCAI 2024 (arXiv 2407.06635), Method (DAG: shape, texture
    and intensity bias drawn apart); reference code ``preprocessing/bias.py``.
 """
 

@@ -2,15 +2,16 @@
 
 Trained on healthy slices only, from synthetic corruptions (:mod:`.corruptions`):
 
-- **Restoration** (DISYRE [1]_, section 2): ``P_theta(x_t, alpha_t)`` predicts the
+- **Restoration** (DISYRE [1]_, Method): ``P_theta(x_t, alpha_t)`` predicts the
   healthy slice ``x_0`` from ``x_t = (1 - alpha_t m) x_0 + alpha_t m x_fp``, with a mean
   squared error, as the reference trainer does (``F.mse_loss(model(x_t, t), x_0)``,
   ``trainer_disyre.py`` at e149f29). The step is the corruption level ``alpha_t``
   itself, embedded continuously; the reference maps ``alpha`` to one of 100 discrete
   DDPM steps first (``map_alpha_to_timestep``).
 - **Corruption map** (FPI [2]_): a second 1x1 head predicts the interpolation factor
-  ``alpha m`` per pixel with a binary cross-entropy, as Tan et al. train it (section 2:
-  "the network is trained to predict alpha" with BCE).
+  ``alpha m`` per pixel, the target Tan et al. train for ("a pixel-wise prediction of
+  the patch and its interpolation factor"), with a binary cross-entropy on the soft
+  target.
 
 Choices where the papers are silent or the reference code differs:
 
@@ -31,10 +32,10 @@ Choices where the papers are silent or the reference code differs:
 References
 ----------
 .. [1] Naval Marimont et al., "DISYRE: Diffusion-Inspired SYnthetic REstoration for
-   Unsupervised Anomaly Detection", ISBI 2024, arXiv 2311.15453, section 2; code GitHub
+   Unsupervised Anomaly Detection", ISBI 2024, arXiv 2311.15453, Method; code GitHub
    snavalm/disyre at e149f29 (``trainer_disyre.py``, ``diffusion/scheduler.py``).
 .. [2] Tan, Hou, Batten, Kainz, "Detecting Outliers with Foreign Patch Interpolation",
-   MOOD 2020 / MELBA 2022, section 2.
+   MOOD 2020 / MELBA 2022, Method.
 .. [3] Naval Marimont et al., "Ensembled Cold-Diffusion Restorations for Unsupervised
    Anomaly Detection" (DISYRE v2), MICCAI 2024, arXiv 2407.06635 (DAG corruptions).
 """

@@ -5,11 +5,11 @@ to undo synthetic corruptions (:mod:`anomaly_maps.models.corruptions`):
 
 - ``disyre``: the test slice is taken as corrupted at level ``start`` and restored in
   ``n_steps`` steps of the cold-diffusion sampler; the map is the mean over the steps of
-  ``|x_k - P_theta(x_k, a_k)|``, the accumulated restoration (DISYRE [1]_, section 2,
+  ``|x_k - P_theta(x_k, a_k)|``, the accumulated restoration (DISYRE [1]_, Method,
   "anomaly score" from the accumulated restoration gradients; reference
   ``DISYREPipeline.__call__`` divides the accumulated score by the number of steps).
-- ``fpi``: the model's predicted interpolation factor per pixel (Tan et al. [2]_,
-  section 2: the network's output ``alpha`` is the anomaly score).
+- ``fpi``: the model's predicted interpolation factor per pixel (Tan et al. [2]_: "the
+  estimate of the interpolation factor lends itself nicely to ... an outlier score").
 
 Steps: levels ``a_k = start * (1 - k / n_steps)``, ``k = 0 .. n_steps - 1``, linear
 (the paper is silent; the reference spaces 5 of 100 DDPM steps of a linear beta
@@ -25,12 +25,12 @@ map's background is zeroed by the inferer.
 References
 ----------
 .. [1] Naval Marimont et al., "DISYRE: Diffusion-Inspired SYnthetic REstoration for
-   Unsupervised Anomaly Detection", ISBI 2024, arXiv 2311.15453, section 2; code GitHub
+   Unsupervised Anomaly Detection", ISBI 2024, arXiv 2311.15453, Method; code GitHub
    snavalm/disyre at e149f29, ``diffusion/scheduler.py``.
 .. [2] Tan, Hou, Batten, Kainz, "Detecting Outliers with Foreign Patch Interpolation",
-   MOOD 2020 / MELBA 2022, section 2.
+   MOOD 2020 / MELBA 2022, Method.
 .. [3] Naval Marimont et al., "Ensembled Cold-Diffusion Restorations for Unsupervised
-   Anomaly Detection", MICCAI 2024, arXiv 2407.06635, section 2.2.
+   Anomaly Detection", MICCAI 2024, arXiv 2407.06635, Method (ensembles over severities).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from ._registry import ParamSpec, ScoreResult, register_reference, register_scor
 __all__ = ["disyre", "fpi", "restoration_steps", "step_levels"]
 
 _KINDS = ("restoration",)
-_SEED = "DISYRE, Naval Marimont et al. ISBI 2024, section 2"
+_SEED = "DISYRE, Naval Marimont et al. ISBI 2024, Method"
 
 
 def step_levels(n_steps: int, start: float) -> list[float]:
@@ -160,7 +160,7 @@ def disyre_reference(
 @register_scorer(
     "fpi",
     description="FPI: the predicted foreign-patch interpolation factor per pixel",
-    seed="FPI, Tan et al. MOOD 2020, section 2; DISYRE corruptions",
+    seed="FPI, Tan et al. MOOD 2020 / MELBA 2022, Method; DISYRE corruptions",
     model_kinds=_KINDS,
 )
 def fpi(
