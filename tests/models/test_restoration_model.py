@@ -119,6 +119,8 @@ def test_presets_build_and_validate():
         RestorationConfig(size=30, widths=(8, 16, 32))
     with pytest.raises(ParameterError, match="corruption"):
         RestorationConfig(corruption="spheres")
+    with pytest.raises(ParameterError, match="shape_radius"):
+        RestorationConfig(shape_radius=(0.0, 0.2))  # a shape of radius 0 divides by 0
     with pytest.raises(ParameterError, match="level_range"):
         RestorationConfig(level_range=(0.5, 0.2))
     with pytest.raises(ParameterError, match="expected float slices"):

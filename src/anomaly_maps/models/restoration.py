@@ -120,7 +120,11 @@ class RestorationConfig(ModelConfig):
             "in_channels", is_int(self.in_channels) and self.in_channels >= 1, "an int >= 1"
         )
         self._require("corruption", self.corruption in ("fpi", "dag"), "'fpi' or 'dag'")
-        self._require("shape_radius", _is_range(self.shape_radius, 0, 1), "(min, max) in (0, 1]")
+        self._require(
+            "shape_radius",
+            _is_range(self.shape_radius, 0, 1) and self.shape_radius[0] > 0,
+            "(min, max) with 0 < min < max <= 1",
+        )
         self._require("level_range", _is_range(self.level_range, 0, 1), "(low, high) in [0, 1]")
         for name in ("thick_prob", "p_unconditional"):
             value = getattr(self, name)
