@@ -160,12 +160,14 @@ def thick_slices(
 
 
 def _masked_range(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-slice min and max of ``x`` where ``mask`` (``(B, 1, 1, 1)`` each)."""
+    """Per-slice min and max of ``x`` where ``mask`` (``(B, 1, 1, 1)`` each); the whole
+    slice's where the mask is empty."""
     big = torch.finfo(x.dtype).max
     low = torch.where(mask, x, big).flatten(1).amin(1)
     high = torch.where(mask, x, -big).flatten(1).amax(1)
     empty = ~mask.flatten(1).any(1)
-    low, high = torch.where(empty, 0.0, low), torch.where(empty, 1.0, high)
+    low = torch.where(empty, x.flatten(1).amin(1), low)
+    high = torch.where(empty, x.flatten(1).amax(1), high)
     return low[:, None, None, None], high[:, None, None, None]
 
 
