@@ -1,7 +1,8 @@
 """Slice-wise generative models trained on healthy anatomy (seeds 000-004).
 
 Importing this package registers every model kind: ``vae``, ``cevae``, ``dae``,
-``vqvae`` and its autoregressive ``prior``.
+``vqvae`` and its autoregressive ``prior``, and the self-supervised ``restoration``
+model (DISYRE / FPI, issue 15).
 """
 
 from ._base import (
@@ -18,6 +19,7 @@ from .cevae import CeVAE, CeVAEConfig
 from .dae import DAE, DAEConfig
 from .draws import Generators, SliceGenerators
 from .prior import CodePrior, PriorConfig
+from .restoration import Restoration, RestorationConfig
 from .vae import VAE, VAEConfig
 from .vqvae import VQVAE, VQVAEConfig
 
@@ -34,6 +36,8 @@ __all__ = [
     "LossOutput",
     "ModelConfig",
     "PriorConfig",
+    "Restoration",
+    "RestorationConfig",
     "SliceGenerators",
     "VAEConfig",
     "VQVAEConfig",

@@ -5,6 +5,7 @@ naive per-slice, per-sample reference next to it (:mod:`._naive`).
 """
 
 from . import (  # noqa: F401  (importing a family registers its scorers)
+    disyre,
     gradients,
     iwae_scores,
     latent_restoration,
