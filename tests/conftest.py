@@ -15,6 +15,7 @@ from anomaly_maps.models import (
     CeVAEConfig,
     DAEConfig,
     PriorConfig,
+    RestorationConfig,
     VAEConfig,
     VQVAEConfig,
     build_model,
@@ -114,7 +115,7 @@ def _model(config, seed: int):
 
 @pytest.fixture(scope="session")
 def tiny_models() -> dict[str, dict[str, torch.nn.Module]]:
-    """Checkpoint-like model dicts by kind: vae, cevae, dae, and vqvae+prior."""
+    """Checkpoint-like model dicts by kind: vae, cevae, dae, vqvae+prior, restoration."""
     conv = {"size": SIZE, "widths": (8, 16), "latent_dim": 8}
     vq_cfg = VQVAEConfig(size=SIZE, widths=(8, 16), res_blocks=1, num_codes=8, code_dim=8)
     vq = _model(vq_cfg, 3)
@@ -124,6 +125,7 @@ def tiny_models() -> dict[str, dict[str, torch.nn.Module]]:
         "cevae": {"cevae": _model(CeVAEConfig(**conv, likelihood_scale=0.2), 1)},
         "dae": {"dae": _model(DAEConfig(**conv), 2)},
         "vqvae+prior": {"vqvae": vq, "prior": prior},
+        "restoration": {"restoration": _model(RestorationConfig(size=SIZE, widths=(8, 16)), 5)},
     }
 
 

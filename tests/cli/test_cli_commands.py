@@ -137,3 +137,11 @@ def test_one_module_per_command():
         module = next(m for m in COMMANDS if m.__name__.endswith("." + name.replace("-", "_")))
         assert parser.get_default("run") is module.run
         assert callable(module.add_parser)
+
+
+def test_train_offers_every_registered_model_kind():
+    """``train --model`` lists the kinds without importing torch; it must not drift."""
+    from anomaly_maps.cli.train import MODELS
+    from anomaly_maps.models import list_model_kinds
+
+    assert sorted(MODELS) == list_model_kinds()

@@ -37,6 +37,8 @@ DETERMINISTIC = {
     "kl": ("vae", {}),
     "vae_tv_restoration": ("vae", {"n_steps": 2, "lr": 5e-3}),
     "latent_nll": ("vqvae+prior", {"lambda_s": LAMBDA}),
+    "disyre": ("restoration", {"n_steps": 2}),
+    "fpi": ("restoration", {}),
 }
 CASES = {**STOCHASTIC, **DETERMINISTIC}
 

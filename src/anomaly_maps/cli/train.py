@@ -12,7 +12,9 @@ from ._options import expand_paths, integer, out_checkpoint, real
 from ._progress import command_line
 from .preprocess import AXES, NORMALIZATIONS
 
-MODELS = ("vae", "cevae", "dae", "vqvae", "prior")
+#: The registered model kinds (``anomaly_maps.models``; not imported here, so that
+#: ``--help`` does not wait for torch; a test keeps the two equal).
+MODELS = ("vae", "cevae", "dae", "vqvae", "prior", "restoration")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
