@@ -1,7 +1,10 @@
-"""NIfTI scans as :class:`Volume` objects: voxels, geometry and the header they came with.
+"""Scans as :class:`Volume` objects: voxels, geometry and the header they came with.
 
-Every map the project writes for a scan has the scan's shape and affine, voxel for voxel,
-and keeps its qform/sform codes, so it overlays the scan in any viewer.
+:func:`load_volume` is the one way in: NIfTI (``.nii``, ``.nii.gz``), Analyze pairs
+(``.hdr``/``.img``, through nibabel) and DICOM series (a folder, or one file of the
+series, through :mod:`anomaly_maps.dicom`). Every map the project writes for a scan has
+the scan's shape and affine, voxel for voxel, and keeps its qform/sform codes, so it
+overlays the scan in any viewer.
 """
 
 from __future__ import annotations
@@ -21,9 +24,21 @@ from nibabel.filebasedimages import ImageFileError
 from ._fileio import atomic_path, full_suffix
 from .errors import VolumeError
 
-__all__ = ["NIFTI_SUFFIXES", "Volume", "available_memory", "load_volume", "save_volume"]
+__all__ = [
+    "ANALYZE_SUFFIXES",
+    "NIFTI_SUFFIXES",
+    "Volume",
+    "available_memory",
+    "load_volume",
+    "save_volume",
+]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+ANALYZE_SUFFIXES = (".hdr", ".img")
+_EXPECTED = (
+    "a NIfTI file (.nii or .nii.gz), an Analyze pair (.hdr/.img) or a DICOM series "
+    "(a folder, or one of its files)"
+)
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -40,8 +55,8 @@ class Volume:
     path
         File the volume was read from, if any.
     header
-        The NIfTI header it was read with; saving a derived map reuses it so that
-        qform/sform codes and units survive.
+        The NIfTI header it was read with (one made for it when read from Analyze or
+        DICOM); saving a derived map reuses it so that qform/sform codes and units survive.
     """
 
     data: np.ndarray
@@ -89,18 +104,18 @@ class Volume:
 
 
 def _check_file(path: Path) -> None:
-    """Staged checks before nibabel: exists, is a file, not empty, NIfTI name and bytes."""
-    if not path.exists():
-        raise VolumeError(f"{path}: no such file")
-    if not path.is_file():
-        raise VolumeError(f"{path}: is a directory, expected a NIfTI file (.nii or .nii.gz)")
+    """Staged checks before nibabel: not empty, a NIfTI or Analyze name, matching bytes."""
     if path.stat().st_size == 0:
-        raise VolumeError(f"{path}: file is empty, expected a NIfTI image")
+        raise VolumeError(f"{path}: file is empty, expected {_EXPECTED}")
     suffix = full_suffix(path)
+    if suffix in ANALYZE_SUFFIXES:
+        pair = path.with_suffix(".img" if suffix == ".hdr" else ".hdr")
+        if not (pair.exists() or pair.with_suffix(pair.suffix.upper()).exists()):
+            raise VolumeError(f"{path}: Analyze file without its pair {pair.name}")
+        return
     if suffix not in NIFTI_SUFFIXES:
         raise VolumeError(
-            f"{path}: unsupported file type {suffix or '(no suffix)'!r}, "
-            f"expected a NIfTI file ({' or '.join(NIFTI_SUFFIXES)})"
+            f"{path}: unsupported file type {suffix or '(no suffix)'!r}, expected {_EXPECTED}"
         )
     with path.open("rb") as f:
         magic = f.read(2)
@@ -132,15 +147,16 @@ def _size(n: float) -> str:
     return f"{n / 1000**power:.3g} {units[power]}"
 
 
-def _check_fits_memory(header: nib.Nifti1Header, path: Path) -> None:
-    """Refuse, from the header alone, a volume too large to read into memory."""
-    shape = tuple(int(n) for n in header.get_data_shape())
-    dtype = header.get_data_dtype()
-    needed = math.prod(shape) * dtype.itemsize
+def _check_fits_memory(
+    shape: tuple[int, ...], dtype: np.dtype, path: Path, source: str = "header"
+) -> None:
+    """Refuse, from the header (or DICOM tags) alone, a volume too large for memory."""
+    shape = tuple(int(n) for n in shape)
+    needed = math.prod(shape) * np.dtype(dtype).itemsize
     available = available_memory()
     if available is not None and needed > available:
         raise VolumeError(
-            f"{path}: header declares a {'x'.join(map(str, shape))} {dtype} volume "
+            f"{path}: {source} declares a {'x'.join(map(str, shape))} {dtype} volume "
             f"({_size(needed)}) but only {_size(available)} of memory is available; "
             "expected a scan that fits in memory (is the header corrupt?)"
         )
@@ -200,41 +216,86 @@ def _check_values(data: np.ndarray, path: Path) -> None:
             )
 
 
-def load_volume(path: str | os.PathLike, *, volume_index: int | None = None) -> Volume:
-    """Read a NIfTI scan (``.nii`` or ``.nii.gz``) with its geometry.
+def load_volume(
+    path: str | os.PathLike, *, volume_index: int | None = None, series: str | None = None
+) -> Volume:
+    """Read a scan with its geometry: NIfTI, an Analyze pair or a DICOM series.
 
     Parameters
     ----------
     path
-        The file.
+        A ``.nii``/``.nii.gz`` file, either file of an Analyze ``.hdr``/``.img`` pair, a
+        folder holding a DICOM series, or one file of a DICOM series (its folder is read).
     volume_index
         For a 4D series, which volume to use; by default the first, with a warning.
+    series
+        SeriesInstanceUID of the DICOM series to read from a folder holding several;
+        by default the one with the most slices.
 
     Returns
     -------
     Volume
         Voxels in the file's dtype (scaled to float if the header sets a slope),
-        the best affine the header holds (sform, else qform), and the header.
+        the best affine the header holds (sform, else qform; for DICOM, built from the
+        slices' positions and orientation), and a NIfTI header.
 
     Raises
     ------
     VolumeError
-        Missing, empty or non-NIfTI file, a header declaring more voxels than fit in
+        Missing, empty or unsupported file, a header declaring more voxels than fit in
         the available memory (refused before reading them), truncated data, not 3D,
-        empty array, or NaN/Inf voxels; the message names the file and what was expected.
+        empty array, NaN/Inf voxels, or a DICOM folder whose series cannot form one
+        grid (see :func:`anomaly_maps.dicom.open_series`); the message names the path.
     """
+    from .dicom import is_dicom_file
+
     path = Path(path)
-    _check_file(path)
+    if not path.exists():
+        raise VolumeError(f"{path}: no such file")
+    known = full_suffix(path) in NIFTI_SUFFIXES + ANALYZE_SUFFIXES
+    if path.is_dir() or (not known and is_dicom_file(path)):
+        data, affine, header = _read_dicom(path, series)
+    else:
+        if series is not None:
+            raise VolumeError(f"{path}: series {series} given, but only a DICOM series has one")
+        _check_file(path)
+        data, affine, header = _read_nibabel(path)
+    data = _to_3d(data, path, volume_index)
+    _check_values(data, path)
+    return Volume(data, affine, path, header)
+
+
+def _read_nibabel(path: Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header]:
+    """NIfTI (also as a .hdr/.img pair) keeps its header; Analyze gets a NIfTI one."""
     try:
         img = nib.load(path)
     except (ImageFileError, nib.spatialimages.HeaderDataError, EOFError, OSError) as err:
-        raise VolumeError(f"{path}: not a readable NIfTI image ({err})") from err
-    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
-        raise VolumeError(f"{path}: is a {type(img).__name__}, expected a NIfTI-1/2 image")
-    _check_fits_memory(img.header, path)
-    data = _to_3d(_read_array(img, path), path, volume_index)
-    _check_values(data, path)
-    return Volume(data, img.affine, path, img.header.copy())
+        kind = "Analyze" if full_suffix(path) in ANALYZE_SUFFIXES else "NIfTI"
+        raise VolumeError(f"{path}: not a readable {kind} image ({err})") from err
+    if not isinstance(img, nib.AnalyzeImage):  # NIfTI-1/2 images and pairs derive from it
+        raise VolumeError(f"{path}: is a {type(img).__name__}, expected {_EXPECTED}")
+    _check_fits_memory(img.header.get_data_shape(), img.header.get_data_dtype(), path)
+    data = _read_array(img, path)
+    if isinstance(img, nib.Nifti1Pair):  # NIfTI-1/2, single file or pair
+        return data, img.affine, img.header.copy()
+    return data, img.affine, nib.Nifti1Image.from_image(img).header
+
+
+def _read_dicom(path: Path, series: str | None) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header]:
+    """The series' voxels once its tags show they fit in memory; scanner-coordinate codes."""
+    from .dicom import open_series
+
+    found = open_series(path, series)
+    _check_fits_memory(found.shape, found.dtype, path, source="DICOM series")
+    data = found.read()
+    header = nib.Nifti1Header()
+    header.set_data_shape(data.shape)
+    header.set_data_dtype(data.dtype)
+    header.set_qform(found.affine, code=1)
+    header.set_sform(found.affine, code=1)
+    header.set_xyzt_units("mm")
+    header["descrip"] = f"DICOM series {found.description or found.uid}"[:79]
+    return data, found.affine, header
 
 
 def _disk_dtype(data: np.ndarray) -> np.ndarray:
