@@ -96,7 +96,7 @@ class DicomSeries:
                     f"Rows x Columns = {self.shape[1]} x {self.shape[0]}"
                 )
             slope, intercept = _rescale(item.header)
-            data[:, :, k] = pixels.T * slope + intercept if (slope, intercept) != (1, 0) else pixels.T
+            data[:, :, k] = pixels.T * slope + intercept  # exact in the dtype chosen for it
         return data
 
 
@@ -292,9 +292,7 @@ def _checked(folder: Path, chosen: tuple[str, list[_Slice]]) -> DicomSeries:
     orientation = _orientation(slices, where)
     along_row, along_column = orientation[:3], orientation[3:]
     normal = np.cross(along_row, along_column)
-    positions = np.array(
-        [_floats(s.header, "ImagePositionPatient", 3, s.path) for s in slices]
-    )
+    positions = np.array([_floats(s.header, "ImagePositionPatient", 3, s.path) for s in slices])
     order = np.argsort(positions @ normal, kind="stable")
     slices, positions = [slices[i] for i in order], positions[order]
     _check_decodable(slices[0].header, slices[0].path)

@@ -18,6 +18,7 @@ from ..errors import AnomalyMapsError
 __all__ = [
     "add_overwrite",
     "add_run_options",
+    "add_series",
     "add_volume_index",
     "expand_paths",
     "integer",
@@ -122,6 +123,16 @@ def add_volume_index(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_series(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--series",
+        default=None,
+        metavar="UID",
+        help="SeriesInstanceUID of the DICOM series to read from a folder holding several "
+        "(default: the series with the most slices)",
+    )
+
+
 def add_run_options(parser: argparse.ArgumentParser, *, batch_size: int = 32) -> None:
     """``--device``, ``--batch-size``, ``--seed``: how every scoring command runs."""
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -135,7 +146,8 @@ def add_overwrite(parser: argparse.ArgumentParser, help: str = "replace existing
 
 
 def expand_paths(patterns: Sequence[str], option: str = "--data") -> list[str]:
-    """Paths and globs -> sorted, de-duplicated files; a pattern matching nothing is an error."""
+    """Paths and globs -> sorted, de-duplicated paths (files, or folders of DICOM series);
+    a pattern matching nothing is an error."""
     paths: list[str] = []
     for pattern in patterns:
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]

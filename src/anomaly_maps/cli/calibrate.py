@@ -6,7 +6,7 @@ import argparse
 
 from ..errors import AnomalyMapsError
 from ..io import load_volume
-from ._options import add_overwrite, add_run_options, expand_paths, out_checkpoint
+from ._options import add_overwrite, add_run_options, add_series, expand_paths, out_checkpoint
 from ._scorers import add_scorer_options, checkpoint_and_scorers
 
 
@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="store a scorer's healthy statistics (and best-Dice threshold) in a checkpoint",
     )
     p.add_argument("inputs", nargs="+", metavar="SCAN",
-                   help="healthy validation scans (NIfTI files or quoted globs)")  # fmt: skip
+                   help="healthy validation scans (NIfTI, DICOM folders, globs)")  # fmt: skip
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="trained .safetensors")
     add_scorer_options(p, required=True, help="scorer to calibrate")
     p.add_argument(
@@ -30,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="checkpoint to write (the input's models plus calibration)")  # fmt: skip
     add_run_options(p)
     add_overwrite(p)
+    add_series(p)
     p.set_defaults(run=run)
 
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     scorers, checkpoint = checkpoint_and_scorers(args)
     if args.out.exists() and not args.overwrite:
         raise AnomalyMapsError(f"{args.out}: already exists; pass --overwrite to replace it")
-    healthy = [load_volume(p) for p in expand_paths(args.inputs, "SCAN")]
+    healthy = [load_volume(p, series=args.series) for p in expand_paths(args.inputs, "SCAN")]
     pairs = labelled_scans(args.labelled) if args.labelled else []
     labelled = ((load_volume(scan), load_volume(label).data) for scan, label in pairs)
     with tqdm(total=len(healthy) + len(pairs), desc="calibrate", unit="scan") as bar:

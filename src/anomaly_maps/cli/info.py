@@ -1,4 +1,4 @@
-"""``anomaly-maps info``: the geometry and intensities of NIfTI scans."""
+"""``anomaly-maps info``: the geometry and intensities of scans (NIfTI, Analyze, DICOM)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ import argparse
 import numpy as np
 
 from ..io import load_volume
-from ._options import add_volume_index
+from ._options import add_series, add_volume_index
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="show the geometry and intensities of NIfTI scans")
-    p.add_argument("inputs", nargs="+", metavar="SCAN", help=".nii or .nii.gz file(s)")
+    p = sub.add_parser("info", help="show the geometry and intensities of scans")
+    p.add_argument(
+        "inputs", nargs="+", metavar="SCAN", help="NIfTI/Analyze file(s) or DICOM folder(s)"
+    )
     add_volume_index(p)
+    add_series(p)
     p.set_defaults(run=run)
 
 
@@ -22,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from ..preprocessing import foreground_mask
 
     for path in args.inputs:
-        vol = load_volume(path, volume_index=args.volume_index)
+        vol = load_volume(path, volume_index=args.volume_index, series=args.series)
         header = vol.header
         codes = (int(header["qform_code"]), int(header["sform_code"])) if header else (0, 0)
         data = vol.data

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from ..errors import AnomalyMapsError
 from ..io import load_volume
-from ._options import add_overwrite, add_run_options, add_volume_index, expand_paths, out_folder
+from ._options import (
+    add_overwrite,
+    add_run_options,
+    add_series,
+    add_volume_index,
+    expand_paths,
+    out_folder,
+)
 from ._progress import bar_progress
 from ._scorers import add_scorer_options, checkpoint_and_scorers
 
@@ -19,7 +26,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..scoring.postprocess import NORMALIZATIONS
 
     p = sub.add_parser("score", help="anomaly maps and scores of volumes with a trained model")
-    p.add_argument("inputs", nargs="+", metavar="SCAN", help="NIfTI files or quoted globs")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="SCAN",
+        help="NIfTI/Analyze files, DICOM folders or quoted globs",
+    )
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="trained .safetensors")
     add_scorer_options(p, required=True, help="scorer name")
     p.add_argument("--out", type=out_folder, required=True, metavar="DIR")
@@ -41,6 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_overwrite(p)
     add_volume_index(p)
+    add_series(p)
     p.set_defaults(run=run)
 
 
@@ -79,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         print("note: MOOD's evaluator clips maps and scores to [0, 1]; --normalize mood "
               "puts them there", file=sys.stderr)  # fmt: skip
     for path, files in planned.items():
-        vol = load_volume(path, volume_index=args.volume_index)
+        vol = load_volume(path, volume_index=args.volume_index, series=args.series)
         with tqdm(desc=Path(path).name, unit="slice") as bar:
             results = score_volume(
                 vol, checkpoint, scorers, batch_size=args.batch_size, seed=args.seed,
