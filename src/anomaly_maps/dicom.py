@@ -21,7 +21,14 @@ import numpy as np
 
 from .errors import VolumeError
 
-__all__ = ["DICOM_SUFFIXES", "DicomSeries", "is_dicom_file", "is_dicom_folder", "open_series"]
+__all__ = [
+    "DICOM_SUFFIXES",
+    "DicomSeries",
+    "is_dicom_file",
+    "is_dicom_folder",
+    "open_series",
+    "series_uid",
+]
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 _PREAMBLE = 128
@@ -100,6 +107,11 @@ class DicomSeries:
         return data
 
 
+def series_uid(path: str | os.PathLike) -> str:
+    """SeriesInstanceUID of one DICOM image file (read without its pixels)."""
+    return str(_image_header(Path(path)).SeriesInstanceUID)
+
+
 def open_series(path: str | os.PathLike, series: str | None = None) -> DicomSeries:
     """The series in a folder (the largest, or ``series``) or the one a file belongs to.
 
@@ -117,10 +129,7 @@ def open_series(path: str | os.PathLike, series: str | None = None) -> DicomSeri
         found = _find_series(sorted(p for p in path.rglob("*") if p.is_file()))
         chosen = _choose(found, folder, series)
     else:
-        own = _read_header(path, strict=True)
-        if own is None:
-            raise VolumeError(f"{path}: DICOM file without an image (no Rows/Columns/position)")
-        uid = str(own.SeriesInstanceUID)
+        uid = series_uid(path)
         if series is not None and series != uid:
             raise VolumeError(f"{path}: belongs to DICOM series {uid}, not to series {series}")
         found = _find_series(sorted(p for p in folder.iterdir() if p.is_file()))
@@ -143,6 +152,13 @@ def _read_header(path: Path, *, strict: bool = False):
         return None
     needed = ("SeriesInstanceUID", "Rows", "Columns", "ImagePositionPatient")
     return header if all(name in header for name in needed) else None
+
+
+def _image_header(path: Path):
+    header = _read_header(path, strict=True)
+    if header is None:
+        raise VolumeError(f"{path}: DICOM file without an image (no Rows/Columns/position)")
+    return header
 
 
 def _find_series(files: list[Path]) -> dict[str, list[_Slice]]:

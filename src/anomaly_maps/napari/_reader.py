@@ -1,4 +1,8 @@
-"""napari reader: ``napari scan.nii.gz`` opens the scan in world millimetres."""
+"""napari reader: ``napari scan.nii.gz`` opens the scan in world millimetres.
+
+It reads what :func:`~anomaly_maps.io.load_volume` reads: NIfTI, Analyze pairs, and DICOM
+series (a folder, or one or more files of a series: each series opens once).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from .._fileio import full_suffix
-from ..io import NIFTI_SUFFIXES, Volume, load_volume
+from ..dicom import is_dicom_file, is_dicom_folder, series_uid
+from ..io import ANALYZE_SUFFIXES, NIFTI_SUFFIXES, Volume, load_volume
 from ._geometry import RAS_AXES, layer_geometry, ras_axes, volume_metadata, world_affine
 from ._views import upright_when_opened
 
@@ -22,19 +27,38 @@ MAX_LABELS = 32
 
 
 def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | None:
-    """Return the reader for NIfTI paths, or None so napari tries other plugins."""
+    """Return the reader for scan paths, or None so napari tries other plugins."""
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-    if not paths or any(full_suffix(p) not in NIFTI_SUFFIXES for p in paths):
+    if not paths or not all(_is_scan(p) for p in paths):
         return None
-    return read_nifti
+    return read_scans
 
 
-def read_nifti(path: str | Sequence[str]) -> list[LayerData]:
-    """Read one or more NIfTI files into napari layer data (shown upright, axial)."""
+def _is_scan(path: str | os.PathLike) -> bool:
+    if full_suffix(path) in NIFTI_SUFFIXES + ANALYZE_SUFFIXES:
+        return True
+    return is_dicom_folder(path) if os.path.isdir(path) else is_dicom_file(path)
+
+
+def read_scans(path: str | Sequence[str]) -> list[LayerData]:
+    """Read scans into napari layer data (shown upright, axial); files of one DICOM
+    series given together open as one layer."""
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-    layers = [volume_layer_data(load_volume(p)) for p in paths]
+    layers = [volume_layer_data(load_volume(p)) for p in _one_per_series(paths)]
     upright_when_opened()
     return layers
+
+
+def _one_per_series(paths: list[str | os.PathLike]) -> list[str | os.PathLike]:
+    """Drop DICOM files whose series (in the same folder) an earlier path already opens."""
+    seen, kept = set(), []
+    for path in paths:
+        dicom_file = os.path.isfile(path) and is_dicom_file(path)
+        key = (Path(path).parent, series_uid(path)) if dicom_file else path
+        if key not in seen:
+            seen.add(key)
+            kept.append(path)
+    return kept
 
 
 def is_label_image(data: np.ndarray) -> bool:
