@@ -100,7 +100,8 @@ def _two_series(tmp_path):
 
 def test_folder_with_two_series_reads_the_largest_or_the_chosen_one(tmp_path):
     folder, _, _ = _two_series(tmp_path)
-    assert load_volume(folder).shape == SHAPE
+    with pytest.warns(UserWarning, match=r"2 DICOM series; reading the largest, 1\.2\.3\.1"):
+        assert load_volume(folder).shape == SHAPE
     chosen = load_volume(folder, series="1.2.3.2")
     _assert_same_grid(chosen, _data((6, 7, 3), 1), SAGITTAL)
 
@@ -231,3 +232,13 @@ def test_in_plane_geometry_agrees_with_nibabel_dicom_wrapper(tmp_path):
     lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ volume.affine
     np.testing.assert_allclose(lps[:3, [1, 0, 3]], wrapper.affine[:3, [0, 1, 3]], atol=1e-5)
     np.testing.assert_array_equal(volume.data[:, :, 0].T, wrapper.get_data())
+
+
+def test_nifti_pair_keeps_its_header(tmp_path):
+    affine = oblique_affine()
+    img = nib.Nifti1Pair(_data(), affine)
+    img.set_qform(affine, code=1)
+    nib.save(img, tmp_path / "pair.hdr")
+    volume = load_volume(tmp_path / "pair.img")
+    np.testing.assert_allclose(volume.affine, affine, atol=1e-5)
+    assert int(volume.header["qform_code"]) == 1

@@ -14,6 +14,7 @@ refuse a series too large for memory without reading it.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,6 +185,12 @@ def _choose(found: dict[str, list[_Slice]], folder: Path, series: str | None) ->
         )
     if series is None:
         uid = max(sorted(found), key=lambda u: len(found[u]))
+        if len(found) > 1:
+            warnings.warn(
+                f"{folder}: {len(found)} DICOM series; reading the largest, "
+                f"{_describe(uid, found[uid])} (pass series=UID, CLI --series UID, for another)",
+                stacklevel=2,
+            )
     elif series in found:
         uid = series
     else:

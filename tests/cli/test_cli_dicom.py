@@ -21,7 +21,8 @@ def tiny_dicom(tmp_path, tiny_volume):
 
 
 def test_info_on_a_dicom_folder(tiny_dicom, capsys):
-    assert main(["info", str(tiny_dicom)]) == 0
+    with pytest.warns(UserWarning, match="2 DICOM series; reading the largest"):
+        assert main(["info", str(tiny_dicom)]) == 0
     out = capsys.readouterr().out
     assert "(31, 33, 17)" in out
     assert "0.9 x 1.3 x 2.7 mm" in out
@@ -37,6 +38,7 @@ def test_series_option_chooses_and_lists(tiny_dicom, capsys):
     assert "1.2.3.1 (T1, 17 slices); 1.2.3.2 (localizer, 2 slices)" in err
 
 
+@pytest.mark.filterwarnings("ignore:.*2 DICOM series:UserWarning")
 def test_score_a_dicom_folder_as_its_nifti_export(tiny_dicom, tiny_checkpoint, tmp_path, capsys):
     export = save_volume(load_volume(tiny_dicom), tmp_path / "export.nii.gz")
     maps = {}
