@@ -93,7 +93,7 @@ class DicomSeries:
             _check_decodable(item.header, item.path)
             try:
                 pixels = pydicom.dcmread(item.path, force=True).pixel_array
-            except (ValueError, RuntimeError, AttributeError, OSError) as err:
+            except (ValueError, RuntimeError, NotImplementedError, AttributeError, OSError) as err:
                 raise VolumeError(
                     f"{item.path}: DICOM pixel data cannot be read ({err}); "
                     "expected Rows x Columns pixels"

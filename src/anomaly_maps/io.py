@@ -22,6 +22,7 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 
 from ._fileio import atomic_path, full_suffix
+from .dicom import is_dicom_file, open_series
 from .errors import VolumeError
 
 __all__ = [
@@ -247,8 +248,6 @@ def load_volume(
         empty array, NaN/Inf voxels, or a DICOM folder whose series cannot form one
         grid (see :func:`anomaly_maps.dicom.open_series`); the message names the path.
     """
-    from .dicom import is_dicom_file
-
     path = Path(path)
     if not path.exists():
         raise VolumeError(f"{path}: no such file")
@@ -283,8 +282,6 @@ def _read_nibabel(path: Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header]
 
 def _read_dicom(path: Path, series: str | None) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header]:
     """The series' voxels once its tags show they fit in memory; scanner-coordinate codes."""
-    from .dicom import open_series
-
     found = open_series(path, series)
     _check_fits_memory(found.shape, found.dtype, path, source="DICOM series")
     data = found.read()
