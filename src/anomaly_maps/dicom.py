@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -27,6 +29,7 @@ __all__ = [
     "DicomSeries",
     "is_dicom_file",
     "is_dicom_folder",
+    "one_path_per_series",
     "open_series",
     "series_uid",
 ]
@@ -35,6 +38,7 @@ DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 _PREAMBLE = 128
 _MAGIC = b"DICM"
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_PathT = TypeVar("_PathT", str, os.PathLike)
 _SPACING_TOLERANCE = 0.02
 """Neighbouring slices may differ from the mean spacing by 2 % (positions are rounded)."""
 
@@ -111,6 +115,19 @@ class DicomSeries:
 def series_uid(path: str | os.PathLike) -> str:
     """SeriesInstanceUID of one DICOM image file (read without its pixels)."""
     return str(_image_header(Path(path)).SeriesInstanceUID)
+
+
+def one_path_per_series(paths: Sequence[_PathT]) -> list[_PathT]:
+    """Drop DICOM files whose series (in the same folder) an earlier path already reads:
+    ``series/*.dcm`` names one scan, not one per slice."""
+    seen, kept = set(), []
+    for path in paths:
+        dicom_file = os.path.isfile(path) and is_dicom_file(path)
+        key = (Path(path).parent, series_uid(path)) if dicom_file else path
+        if key not in seen:
+            seen.add(key)
+            kept.append(path)
+    return kept
 
 
 def open_series(path: str | os.PathLike, series: str | None = None) -> DicomSeries:

@@ -54,3 +54,19 @@ def test_score_a_dicom_folder_as_its_nifti_export(tiny_dicom, tiny_checkpoint, t
     np.testing.assert_allclose(dicom_map.affine, nifti_map.affine, atol=1e-6)
     np.testing.assert_allclose(dicom_map.data, nifti_map.data, rtol=1e-6, atol=1e-7)
     assert "DICOMDIR: rec volume score" in capsys.readouterr().out
+
+
+def test_a_glob_over_a_series_files_names_one_scan(tiny_dicom):
+    from anomaly_maps.cli._options import expand_paths
+
+    [first] = expand_paths([str(tiny_dicom / "t1" / "*.dcm")], "SCAN")
+    assert first.endswith("IM0000.dcm")
+    both = expand_paths([str(tiny_dicom / "*" / "*.dcm")], "SCAN")
+    assert [p.split("/")[-2] for p in both] == ["loc", "t1"]
+
+
+@pytest.mark.parametrize("command", ["info", "preprocess", "score", "calibrate"])
+def test_every_scan_command_takes_series(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "--series UID" in capsys.readouterr().out

@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..dicom import one_path_per_series
 from ..errors import AnomalyMapsError
 
 __all__ = [
@@ -146,12 +147,12 @@ def add_overwrite(parser: argparse.ArgumentParser, help: str = "replace existing
 
 
 def expand_paths(patterns: Sequence[str], option: str = "--data") -> list[str]:
-    """Paths and globs -> sorted, de-duplicated paths (files, or folders of DICOM series);
-    a pattern matching nothing is an error."""
+    """Paths and globs -> sorted, de-duplicated paths (files, or folders of DICOM series;
+    the files of one DICOM series count once); a pattern matching nothing is an error."""
     paths: list[str] = []
     for pattern in patterns:
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not matches:
             raise AnomalyMapsError(f"{option} {pattern!r} matches no file")
         paths += matches
-    return list(dict.fromkeys(paths))
+    return one_path_per_series(list(dict.fromkeys(paths)))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._fileio import full_suffix
-from ..dicom import is_dicom_file, is_dicom_folder, series_uid
+from ..dicom import is_dicom_file, is_dicom_folder, one_path_per_series
 from ..io import ANALYZE_SUFFIXES, NIFTI_SUFFIXES, Volume, load_volume
 from ._geometry import RAS_AXES, layer_geometry, ras_axes, volume_metadata, world_affine
 from ._views import upright_when_opened
@@ -44,21 +44,9 @@ def read_scans(path: str | Sequence[str]) -> list[LayerData]:
     """Read scans into napari layer data (shown upright, axial); files of one DICOM
     series given together open as one layer."""
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-    layers = [volume_layer_data(load_volume(p)) for p in _one_per_series(paths)]
+    layers = [volume_layer_data(load_volume(p)) for p in one_path_per_series(paths)]
     upright_when_opened()
     return layers
-
-
-def _one_per_series(paths: list[str | os.PathLike]) -> list[str | os.PathLike]:
-    """Drop DICOM files whose series (in the same folder) an earlier path already opens."""
-    seen, kept = set(), []
-    for path in paths:
-        dicom_file = os.path.isfile(path) and is_dicom_file(path)
-        key = (Path(path).parent, series_uid(path)) if dicom_file else path
-        if key not in seen:
-            seen.add(key)
-            kept.append(path)
-    return kept
 
 
 def is_label_image(data: np.ndarray) -> bool:
