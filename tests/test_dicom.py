@@ -21,6 +21,8 @@ SHAPE = (6, 7, 5)
 AXIAL = np.array([[0.8, 0, 0, -20], [0, 1.1, 0, 30], [0, 0, 2.5, -5], [0, 0, 0, 1.0]])
 SAGITTAL = np.array([[0, 0, -1.5, 90], [2.0, 0, 0, -100], [0, 2.5, 0, -60], [0, 0, 0, 1]])
 CORONAL = np.array([[-1.2, 0, 0, 60], [0, 0, 3.0, -10], [0, 0.9, 0, 20], [0, 0, 0, 1]])
+TILTED = np.array([[0.8, 0, 0, -20], [0, 1.1, 0.6, 30], [0, 0, 2.5, -5], [0, 0, 0, 1.0]])
+"""A CT gantry tilt: the slices step off their normal, which the positions show."""
 
 
 def _data(shape=SHAPE, seed=0) -> np.ndarray:
@@ -37,8 +39,8 @@ def _assert_same_grid(volume, data, affine) -> None:
 
 @pytest.mark.parametrize(
     "affine",
-    [AXIAL, oblique_affine(), SAGITTAL, CORONAL],
-    ids=["axial", "oblique", "sagittal", "coronal"],
+    [AXIAL, oblique_affine(), SAGITTAL, CORONAL, TILTED],
+    ids=["axial", "oblique", "sagittal", "coronal", "tilted"],
 )
 def test_series_round_trip(tmp_path, affine):
     data = _data()
