@@ -89,3 +89,16 @@ def test_manifest_offers_the_reader_for_folders_and_new_suffixes(tmp_path, name)
     (tmp_path / "series").mkdir()
     commands = {r.command for r in manager.iter_compatible_readers([str(tmp_path / name)])}
     assert commands == {"napari-anomaly-maps.get_reader"}
+
+
+@pytest.mark.gui
+def test_viewer_opens_a_dicom_folder_through_the_plugin(make_napari_viewer, series_and_nifti):
+    folder, _, nifti = series_and_nifti
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(folder), plugin="napari-anomaly-maps")
+    [reference] = viewer.open(str(nifti), plugin="napari-anomaly-maps")
+    np.testing.assert_array_equal(layer.data, reference.data)
+    corner = np.asarray([8.0, 7.0, 5.0])
+    np.testing.assert_allclose(
+        layer.data_to_world(corner), reference.data_to_world(corner), atol=1e-4
+    )
