@@ -40,6 +40,7 @@ __all__ = [
     "Finding",
     "Regions",
     "axial_axis",
+    "csv_cell",
     "find_regions",
     "findings_csv",
     "healthy_fraction_above",
@@ -230,7 +231,8 @@ def find_regions(
     return Regions(findings, labels, float(threshold), float(min_ml))
 
 
-def _cell(value: object) -> str:
+def csv_cell(value: object) -> str:
+    """A CSV cell: empty for ``None``, 6 significant digits for floats."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -243,7 +245,7 @@ def findings_csv(regions: Regions, comments: Sequence[str] = ()) -> str:
     (a header only when there is none)."""
     lines = [f"# {c}" for c in comments]
     lines.append(",".join(FINDING_COLUMNS))
-    lines += [",".join(_cell(v) for v in f.row()) for f in regions.findings]
+    lines += [",".join(csv_cell(v) for v in f.row()) for f in regions.findings]
     return "\n".join(lines) + "\n"
 
 
