@@ -1,0 +1,198 @@
+"""The threshold dock's findings table: the map's regions above the threshold, to step through.
+
+The table lists :func:`~anomaly_maps.findings.find_regions`'s findings (highest peak
+first). It is refilled when a threshold drag ends, or shortly after the last of a run of
+single steps (a debounce timer), never on each step of a drag: labelling a 256^3 map
+takes a noticeable fraction of a second. Clicking a row shows the region's peak in an
+upright axial view (the other sliders and the camera centred on the peak too) and
+highlights the region in a Labels layer of all findings. Export CSV writes what
+``anomaly-maps score --findings`` writes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from napari.utils.notifications import show_error
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .._fileio import write_text
+from ..errors import AnomalyMapsError
+from ..findings import Regions, find_regions, findings_csv
+from ._geometry import layer_affine
+from ._layers import add_or_update, layer_state
+from ._views import show_view
+
+if TYPE_CHECKING:
+    import napari.viewer
+    from napari.layers import Image
+
+    from ..records import Calibration
+    from ._threshold import ThresholdIndex
+
+__all__ = ["COLUMNS", "FindingsTable"]
+
+#: Shown columns: header and how to read each one off a finding.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("#", "index"), ("ml", "volume_ml"), ("peak", "peak_score"), ("mean", "mean_score"),
+    ("healthy above", "healthy_above"), ("peak (mm, RAS)", "peak_mm"),
+)  # fmt: skip
+
+DEBOUNCE_MS = 250
+"""Wait after the last single threshold step before refilling the table."""
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, tuple):
+        return ", ".join(f"{v:.1f}" for v in value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class FindingsTable(QWidget):
+    """Findings of one map at one threshold, as a table a reader can click through."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = viewer
+        self.regions: Regions | None = None
+        self.map_layer: Image | None = None
+        self.highlight = None
+        self._pending: tuple | None = None
+        self.timer = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
+        self.timer.timeout.connect(self.refresh_now)
+
+        self.min_ml = QDoubleSpinBox(minimum=0.0, maximum=1000.0, value=0.1, decimals=3)
+        self.min_ml.setSuffix(" ml")
+        self.min_ml.setToolTip("Regions smaller than this are specks and not listed")
+        self.min_ml.valueChanged.connect(lambda _v: self.refresh_now())
+        self.export_button = QPushButton("Export CSV")
+        self.export_button.clicked.connect(self._export_clicked)
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels([header for header, _ in COLUMNS])
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setMinimumHeight(160)
+        self.table.cellClicked.connect(lambda row, _col: self.go_to(row))
+
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Findings, minimum"))
+        row.addWidget(self.min_ml)
+        row.addWidget(self.export_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.note)
+        layout.addWidget(self.table)
+
+    # ------------------------------------------------------------------ filling
+
+    def request(
+        self,
+        map_layer: Image,
+        index: ThresholdIndex,
+        threshold: float,
+        calibration: Calibration | None,
+        *,
+        now: bool = False,
+    ) -> None:
+        """Refill for ``threshold`` now, or after :data:`DEBOUNCE_MS` without a newer call."""
+        self._pending = (map_layer, index, float(threshold), calibration)
+        if now:
+            self.refresh_now()
+        else:
+            self.timer.start()
+
+    def refresh_now(self) -> None:
+        """Compute the pending (or the last) request's findings and fill the table."""
+        self.timer.stop()
+        if self._pending is None:
+            return
+        map_layer, index, threshold, calibration = self._pending
+        self.map_layer = map_layer
+        affine = layer_affine(layer_state(map_layer), index.values.shape)
+        self.regions = find_regions(
+            index.values, affine, threshold, mask=index.foreground,
+            min_ml=self.min_ml.value(), calibration=calibration,
+        )  # fmt: skip
+        self._fill()
+
+    def _fill(self) -> None:
+        findings = self.regions.findings
+        self.table.setRowCount(len(findings))
+        for r, finding in enumerate(findings):
+            for c, (_, key) in enumerate(COLUMNS):
+                self.table.setItem(r, c, QTableWidgetItem(_text(getattr(finding, key))))
+        self.table.resizeColumnsToContents()
+        self.note.setText(
+            f"{len(findings)} region(s), {self.regions.total_ml:.2f} ml at "
+            f"{self.regions.threshold:.4g}" if findings else "No region above the threshold."
+        )  # fmt: skip
+        self.export_button.setEnabled(True)
+        if self.highlight is not None and self.highlight in self.viewer.layers:
+            self.highlight.data = self.regions.labels
+            self.highlight.visible = False
+
+    # ------------------------------------------------------------------ going there
+
+    def go_to(self, row: int) -> None:
+        """Show finding ``row``'s peak (axial view, sliders and camera on it), highlighted."""
+        if self.regions is None or not 0 <= row < len(self.regions.findings):
+            return
+        finding, layer = self.regions.findings[row], self.map_layer
+        self.table.selectRow(row)
+        show_view(self.viewer, layer, "axial", index=finding.peak_axial_slice)
+        # the slider was set by show_view (as napari slices oblique scans); centre the
+        # camera on the peak in the displayed plane
+        world = np.asarray(layer.data_to_world(np.asarray(finding.peak_voxel, float)))
+        offset = self.viewer.dims.ndim - layer.ndim
+        shown = [d - offset for d in self.viewer.dims.displayed]
+        self.viewer.scene.camera.center = tuple(float(world[d]) for d in shown)
+        self._highlight(finding.index)
+
+    def _highlight(self, index: int) -> None:
+        self.highlight = add_or_update(
+            self.viewer, "labels", self.regions.labels, source=self.map_layer,
+            name=f"{self.map_layer.name} findings", opacity=0.7,
+            info={"mask_of": self.map_layer.name},
+        )  # fmt: skip
+        self.highlight.selected_label = index
+        self.highlight.show_selected_label = True
+        self.highlight.visible = True
+
+    # ------------------------------------------------------------------ export
+
+    def export_csv(self, path: str) -> None:
+        """Write the table (every finding, all columns) as ``score --findings`` does."""
+        if self.regions is None:
+            raise AnomalyMapsError("no findings yet: choose a map and a threshold first")
+        name = self.map_layer.name if self.map_layer is not None else "map"
+        comments = [f"map {name}", f"threshold {self.regions.threshold:.6g}, minimum size "
+                    f"{self.regions.min_ml:g} ml"]  # fmt: skip
+        write_text(path, findings_csv(self.regions, comments), overwrite=True)
+
+    def _export_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export findings", "findings.csv", "*.csv")
+        if path:
+            try:
+                self.export_csv(path)
+            except (AnomalyMapsError, OSError) as err:
+                show_error(str(err))
