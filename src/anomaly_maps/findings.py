@@ -183,10 +183,11 @@ def find_regions(
     if mask is not None:
         flagged &= np.asarray(mask, dtype=bool)
     crop = _crop(flagged)
-    labels_c, n = ndimage.label(flagged[crop], structure=_STRUCTURE)
+    flagged_c = flagged[crop]
+    labels_c, n = ndimage.label(flagged_c, structure=_STRUCTURE)
     labels = np.zeros(anomaly_map.shape, dtype=np.int32)
     voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
-    flat = np.flatnonzero(labels_c)
+    flat = np.flatnonzero(flagged_c)
     lab = labels_c.ravel()[flat]
     counts = np.bincount(lab, minlength=n + 1)[1:]
     keep = np.flatnonzero(counts * voxel_ml >= min_ml) + 1
