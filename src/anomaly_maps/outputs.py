@@ -195,7 +195,7 @@ def write_findings(
     source) and write the planned findings CSV and report; returns the worklist row.
 
     No region is a valid result: the CSV then holds its header only. A slice-only
-    scorer has no map: its CSV says so and holds no row.
+    scorer has no map: its CSV and report say so and hold no finding.
     """
     from .findings import find_regions, findings_csv, volume_rank
     from .worklist import WorklistRow
@@ -216,7 +216,7 @@ def write_findings(
         comments.append("no region above the threshold: a valid result, no finding")
     if files.findings is not None:
         write_text(files.findings, findings_csv(regions, comments), overwrite=overwrite)
-    if files.report is not None and raw.map is not None:
+    if files.report is not None:
         from .report import report_html
 
         html = report_html(volume, raw, regions, checkpoint, source)

@@ -143,6 +143,10 @@ def report_html(
 ) -> str:
     """The report page: model card, scorer and threshold, findings, and pictures of the
     top :data:`TOP_FINDINGS` findings through their peaks."""
+    if result.map is None:
+        return _page(volume, checkpoint, result, regions, threshold_source,
+                     f'<p class="note">{html.escape(result.scorer)} rates slices only: no map, '
+                     "no findings.</p>")  # fmt: skip
     canonical = _Canonical(volume, result.map, regions.labels)
     brain = result.map[result.foreground]
     high = float(brain.max()) if brain.size else 1.0
@@ -155,21 +159,28 @@ def report_html(
         )
         for f in regions.findings[:TOP_FINDINGS]
     )  # fmt: skip
+    body = (
+        f"{_findings_table(regions)}"
+        '<p class="note">healthy above peak: the fraction of healthy validation voxels '
+        "scoring higher than the peak (empty without a calibration). Positions in world "
+        "millimetres (RAS+). Pictures: map above the threshold (inferno), the region's "
+        "outline (cyan), the peak (green +); the patient's right on the image's right.</p>"
+        f"{pictures}"
+    )
+    return _page(volume, checkpoint, result, regions, threshold_source, body)
+
+
+def _page(volume, checkpoint, result, regions, threshold_source: str, findings: str) -> str:
     name = html.escape(volume.path.name if volume.path else "scan")
     setup = [("scorer", f"{result.scorer} {result.params}"),
              ("threshold", f"{regions.threshold:.4g} (raw map units): {threshold_source}"),
              ("minimum size", f"{regions.min_ml:g} ml"),
-             ("volume score", f"{result.volume_score:.4g} ({result.aggregate})"),
+             ("volume score", f"{result.volume_score:.4g} ({result.aggregate}, raw)"),
              ("findings", f"{len(regions.findings)}, {regions.total_ml:.3g} ml")]  # fmt: skip
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{name}: findings</title>"
         f"<style>{_STYLE}</style></head><body><h1>{name}</h1>"
         f"<h2>Model</h2><table>{_rows(checkpoint.card_rows())}</table>"
         f"<h2>Scoring</h2><table>{_rows(setup)}</table>"
-        f"<h2>Findings</h2>{_findings_table(regions)}"
-        '<p class="note">healthy above peak: the fraction of healthy validation voxels '
-        "scoring higher than the peak (empty without a calibration). Positions in world "
-        "millimetres (RAS+). Pictures: map above the threshold (inferno), the region's "
-        "outline (cyan), the peak (green +); the patient's right on the image's right.</p>"
-        f"{pictures}</body></html>\n"
+        f"<h2>Findings</h2>{findings}</body></html>\n"
     )
