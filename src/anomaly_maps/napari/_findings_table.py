@@ -5,7 +5,7 @@ first). It is refilled when a threshold drag ends, or shortly after the last of 
 single steps (a debounce timer), never on each step of a drag: labelling a 256^3 map
 takes a noticeable fraction of a second. Clicking a row shows the region's peak in an
 upright axial view (the other sliders and the camera centred on the peak too) and
-highlights the region in a Labels layer of all findings. Export CSV writes what
+highlights the region (yellow) in a Labels layer of all findings. Export CSV writes what
 ``anomaly-maps score --findings`` writes.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
@@ -76,8 +77,9 @@ class FindingsTable(QWidget):
         self.timer = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self.timer.timeout.connect(self.refresh_now)
 
-        self.min_ml = QDoubleSpinBox(minimum=0.0, maximum=1000.0, value=0.1, decimals=3)
+        self.min_ml = QDoubleSpinBox(minimum=0.0, maximum=1000.0, value=0.1, decimals=2)
         self.min_ml.setSuffix(" ml")
+        self.min_ml.setMinimumWidth(100)
         self.min_ml.setToolTip("Regions smaller than this are specks and not listed")
         self.min_ml.valueChanged.connect(lambda _v: self.refresh_now())
         self.export_button = QPushButton("Export CSV")
@@ -173,10 +175,12 @@ class FindingsTable(QWidget):
             self.viewer, "labels", self.regions.labels, source=self.map_layer,
             name=f"{self.map_layer.name} findings", opacity=0.7,
             info={"mask_of": self.map_layer.name},
+            colormap=DirectLabelColormap(color_dict={None: "yellow", 0: "transparent"}),
         )  # fmt: skip
         self.highlight.selected_label = index
         self.highlight.show_selected_label = True
         self.highlight.visible = True
+        self.viewer.layers.selection.active = self.map_layer  # the map stays the one chosen
 
     # ------------------------------------------------------------------ export
 
