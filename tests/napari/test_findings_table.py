@@ -97,3 +97,23 @@ def test_bench_times_the_refresh():
     times = bench_findings(size=32, repeats=1)
     assert sorted(times) == ["findings_refresh_p99_9_ms", "findings_refresh_p99_ms"]
     assert all(t > 0 for t in times.values())
+
+
+def test_save_report_needs_the_maps_model(dock, tmp_path, tiny_checkpoint):
+    from anomaly_maps.errors import AnomalyMapsError
+    from anomaly_maps.napari._model_widget import ModelWidget
+
+    viewer, widget, layer, _ = dock
+    widget.set_threshold(0.5)
+    widget.findings.refresh_now()
+    out = tmp_path / "report.html"
+    with pytest.raises(AnomalyMapsError, match="load the model that made this map"):
+        widget.findings.save_report(str(out))
+    assert not out.exists()
+    assert ModelWidget(viewer).load(tiny_checkpoint) is not None
+    layer.metadata["anomaly_map"] = {**layer.metadata["anomaly_map"],
+                                     "checkpoint": str(tiny_checkpoint),
+                                     "source_layer": "tiny_head"}  # fmt: skip
+    widget.findings.save_report(str(out))
+    page = out.read_text()
+    assert page.count("data:image/png;base64,") == 3 and "vae (latent 8)" in page

@@ -5,8 +5,8 @@ first). It is refilled when a threshold drag ends, or shortly after the last of 
 single steps (a debounce timer), never on each step of a drag: labelling a 256^3 map
 takes a noticeable fraction of a second. Clicking a row shows the region's peak in an
 upright axial view (the other sliders and the camera centred on the peak too) and
-highlights the region (yellow) in a Labels layer of all findings. Export CSV writes what
-``anomaly-maps score --findings`` writes.
+highlights the region (yellow) in a Labels layer of all findings. Export CSV and Save
+report write what ``anomaly-maps score --findings/--report`` write.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from .._fileio import write_text
 from ..errors import AnomalyMapsError
 from ..findings import Regions, find_regions, findings_csv
 from ._geometry import layer_affine
-from ._layers import add_or_update, layer_state
+from ._layers import add_or_update, layer_state, layer_volume, map_info
+from ._state import viewer_state
 from ._views import show_view
 
 if TYPE_CHECKING:
@@ -84,6 +85,11 @@ class FindingsTable(QWidget):
         self.min_ml.valueChanged.connect(lambda _v: self.refresh_now())
         self.export_button = QPushButton("Export CSV")
         self.export_button.clicked.connect(self._export_clicked)
+        self.report_button = QPushButton("Save report")
+        self.report_button.setToolTip(
+            "The HTML report of `anomaly-maps score --report`: model card, findings, slices"
+        )
+        self.report_button.clicked.connect(self._report_clicked)
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.table = QTableWidget(0, len(COLUMNS))
@@ -98,10 +104,14 @@ class FindingsTable(QWidget):
         row = QHBoxLayout()
         row.addWidget(QLabel("Findings, minimum"))
         row.addWidget(self.min_ml)
-        row.addWidget(self.export_button)
+        row.addStretch()
+        buttons = QHBoxLayout()  # a row of their own: the dock stays narrow
+        buttons.addWidget(self.export_button)
+        buttons.addWidget(self.report_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(row)
+        layout.addLayout(buttons)
         layout.addWidget(self.note)
         layout.addWidget(self.table)
 
@@ -193,10 +203,42 @@ class FindingsTable(QWidget):
                     f"{self.regions.min_ml:g} ml"]  # fmt: skip
         write_text(path, findings_csv(self.regions, comments), overwrite=True)
 
+    def save_report(self, path: str) -> None:
+        """Write the HTML report of the map's findings (needs the map's model loaded: the
+        report holds its card)."""
+        from ..report import report_html
+        from ..scoring import VolumeScore
+
+        if self.regions is None:
+            raise AnomalyMapsError("no findings yet: choose a map and a threshold first")
+        info, checkpoint = map_info(self.map_layer) or {}, viewer_state(self.viewer).checkpoint
+        if checkpoint is None or info.get("checkpoint") != str(checkpoint.path):
+            raise AnomalyMapsError(
+                f"{self.map_layer.name}: load the model that made this map in the Anomaly "
+                "model dock; the report holds its card"
+            )
+        source = info.get("source_layer")
+        scan = next((lay for lay in self.viewer.layers if lay.name == source), self.map_layer)
+        heat = np.asarray(self.map_layer.data)
+        foreground = info.get("foreground", heat != 0)
+        result = VolumeScore(info["scorer"], info["params"], heat,
+                             np.asarray(info.get("slice_scores", ())),
+                             float(info.get("volume_score", np.nan)), "slice_mean",
+                             foreground, np.zeros(0, bool))  # fmt: skip
+        page = report_html(layer_volume(scan), result, self.regions, checkpoint,
+                           "chosen in the threshold dock")  # fmt: skip
+        write_text(path, page, overwrite=True)
+
     def _export_clicked(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export findings", "findings.csv", "*.csv")
+        self._save_as("Export findings", "findings.csv", self.export_csv)
+
+    def _report_clicked(self) -> None:
+        self._save_as("Save report", "report.html", self.save_report)
+
+    def _save_as(self, title: str, name: str, write) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, title, name, f"*{name[name.index('.') :]}")
         if path:
             try:
-                self.export_csv(path)
+                write(path)
             except (AnomalyMapsError, OSError) as err:
                 show_error(str(err))
