@@ -11,6 +11,10 @@
   several scorers, one such folder per scorer, ``OUT/<scorer>/``. No slice CSV: the
   folder holds what the evaluators read and nothing else.
 
+With ``--findings`` (``scan_scorer`` layout only) a run also writes
+``OUT/<scan>_<scorer>_findings.csv`` and, scoring several scans, ``OUT/worklist.csv``;
+with ``--report``, ``OUT/<scan>_<scorer>_report.html``.
+
 Every output path of a run is computed before the first scan is read: two inputs that
 would write the same file (the same name from two folders), or an existing file without
 ``overwrite``, are refused up front, so a run never stops half-way through.
@@ -28,18 +32,23 @@ import numpy as np
 
 from ._fileio import full_suffix, write_text
 from .errors import AnomalyMapsError
-from .io import Volume, save_volume
+from .io import NIFTI_SUFFIXES, Volume, save_volume
 from .preprocessing import PreprocessingSpec, SliceStack, slices_to_volume, to_slices
 
 if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
+    from .records import Calibration
     from .scoring.pipeline import VolumeScore
+    from .worklist import WorklistRow
 
 __all__ = [
     "LAYOUTS",
+    "WORKLIST",
     "ScoreFiles",
     "model_view_outputs",
     "scan_stem",
     "score_outputs",
+    "write_findings",
     "write_model_view",
     "write_score",
     "write_text",
@@ -52,17 +61,24 @@ LAYOUTS: dict[str, str] = {
     "OUT/<case>.nii.gz.txt score (several scorers: OUT/<scorer>/...)",
 }
 
+#: The worklist's file name in ``--out`` (several scans scored with findings).
+WORKLIST = "worklist.csv"
+
 
 @dataclass(frozen=True)
 class ScoreFiles:
-    """The files of one scan and one scorer: map, volume score and (maybe) slice scores."""
+    """The files of one scan and one scorer: map, volume score, (maybe) slice scores,
+    findings CSV and HTML report."""
 
     map: Path
     score: Path
     slices: Path | None
+    findings: Path | None = None
+    report: Path | None = None
 
     def paths(self) -> list[Path]:
-        return [p for p in (self.map, self.score, self.slices) if p is not None]
+        every = (self.map, self.score, self.slices, self.findings, self.report)
+        return [p for p in every if p is not None]
 
 
 def scan_stem(path: str | os.PathLike) -> str:
@@ -71,12 +87,22 @@ def scan_stem(path: str | os.PathLike) -> str:
     return name[: -len(suffix)] if suffix else name
 
 
-def _score_files(out: Path, scan: Path, scorer: str, layout: str, several: bool) -> ScoreFiles:
+def _score_files(
+    out: Path, scan: Path, scorer: str, layout: str, several: bool, extras: frozenset[str]
+) -> ScoreFiles:
     if layout == "mood":
         folder = out / scorer if several else out
-        return ScoreFiles(folder / scan.name, folder / f"{scan.name}.txt", None)
-    base = f"{scan_stem(scan)}_{scorer}"
-    return ScoreFiles(out / f"{base}.nii.gz", out / f"{base}.txt", out / f"{base}_slices.csv")
+        # MOOD names a map after its case; a DICOM folder or an Analyze pair is saved as
+        # NIfTI, so its case name becomes <name>.nii.gz
+        name = scan.name if full_suffix(scan) in NIFTI_SUFFIXES else f"{scan_stem(scan)}.nii.gz"
+        return ScoreFiles(folder / name, folder / f"{name}.txt", None)
+    base = out / f"{scan_stem(scan)}_{scorer}"
+
+    def named(tail: str, extra: str | None = None) -> Path | None:
+        return None if extra and extra not in extras else base.with_name(base.name + tail)
+
+    extra = (named("_findings.csv", "findings"), named("_report.html", "report"))
+    return ScoreFiles(named(".nii.gz"), named(".txt"), named("_slices.csv"), *extra)
 
 
 def _refuse_collisions(planned: Mapping[str, Sequence[Path]]) -> None:
@@ -113,18 +139,34 @@ def score_outputs(
     *,
     layout: str = "scan_scorer",
     overwrite: bool = False,
+    findings: bool = False,
+    report: bool = False,
 ) -> dict[str, dict[str, ScoreFiles]]:
     """Input -> scorer -> its :class:`ScoreFiles`, after refusing collisions and
-    (without ``overwrite``) existing files."""
+    (without ``overwrite``) existing files.
+
+    ``findings`` and ``report`` add the findings CSV and the HTML report (``scan_scorer``
+    layout only); ``findings`` with several inputs also plans :data:`WORKLIST` in ``out``.
+    """
     if layout not in LAYOUTS:
         raise AnomalyMapsError(f"layout {layout!r}: expected one of {list(LAYOUTS)}")
+    if layout == "mood" and (findings or report):
+        raise AnomalyMapsError(
+            "--findings/--report with --layout mood: MOOD's folder holds only what its "
+            "evaluator reads; use --layout scan_scorer"
+        )
+    extras = frozenset(k for k, on in (("findings", findings), ("report", report)) if on)
     out, several = Path(out), len(scorers) > 1
     plan = {
-        str(scan): {name: _score_files(out, Path(scan), name, layout, several) for name in scorers}
+        str(scan): {
+            name: _score_files(out, Path(scan), name, layout, several, extras) for name in scorers
+        }
         for scan in inputs
     }
-    _checked({s: [p for f in per.values() for p in f.paths()] for s, per in plan.items()},
-             overwrite)  # fmt: skip
+    checked = {s: [p for f in per.values() for p in f.paths()] for s, per in plan.items()}
+    if findings and len(plan) > 1:
+        checked["the worklist"] = [out / WORKLIST]
+    _checked(checked, overwrite)
     return plan
 
 
@@ -138,6 +180,51 @@ def write_score(
     if files.slices is not None:
         rows = "".join(f"{i},{s:.8g}\n" for i, s in enumerate(result.slice_scores))
         write_text(files.slices, "slice,score\n" + rows, overwrite=overwrite)
+
+
+def write_findings(
+    volume: Volume,
+    raw: VolumeScore,
+    volume_score: float,
+    files: ScoreFiles,
+    checkpoint: Checkpoint,
+    threshold: tuple[float, str],
+    *,
+    calibration: Calibration | None = None,
+    min_ml: float = 0.0,
+    overwrite: bool = False,
+) -> WorklistRow:
+    """Find the regions of ``raw``'s (unnormalised) map above ``threshold`` (value,
+    source) and write the planned findings CSV and report; returns the worklist row.
+
+    No region is a valid result: the CSV then holds its header only. A slice-only
+    scorer has no map: its CSV and report say so and hold no finding.
+    """
+    from .findings import find_regions, findings_csv, volume_rank
+    from .worklist import WorklistRow
+
+    value, source = threshold
+    heat = raw.map if raw.map is not None else np.zeros(volume.data.shape, np.float32)
+    regions = find_regions(heat, volume.affine, value, mask=raw.foreground, min_ml=min_ml,
+                           calibration=calibration)  # fmt: skip
+    healthy = getattr(calibration, "volume_scores", None)  # absent from today's records
+    rank = None if healthy is None else volume_rank(raw.volume_score, healthy)
+    comments = [f"scan {volume.path}, scorer {raw.scorer} {raw.params}",
+                f"threshold {value:.6g} (raw map units): {source}; minimum size {min_ml:g} ml",
+                "healthy_above: fraction of healthy validation voxels above the peak; "
+                "atlas_label: no atlas is shipped, left empty"]  # fmt: skip
+    if raw.map is None:
+        comments.append(f"{raw.scorer} rates slices only: no map, no findings")
+    elif not regions.findings:
+        comments.append("no region above the threshold: a valid result, no finding")
+    if files.findings is not None:
+        write_text(files.findings, findings_csv(regions, comments), overwrite=overwrite)
+    if files.report is not None:
+        from .report import report_html
+
+        html = report_html(volume, raw, regions, checkpoint, source)
+        write_text(files.report, html, overwrite=overwrite)
+    return WorklistRow(scan_stem(volume.path or "scan"), raw.scorer, volume_score, rank, regions)
 
 
 def model_view_outputs(

@@ -70,3 +70,14 @@ def test_every_scan_command_takes_series(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
     assert "--series UID" in capsys.readouterr().out
+
+
+def test_mood_layout_names_a_dicom_folder_as_nifti(tiny_dicom, tiny_checkpoint, tmp_path):
+    """MOOD's layout names a map after its case; a folder gets `<folder>.nii.gz`."""
+    out = tmp_path / "mood"
+    args = ["score", str(tiny_dicom), "--checkpoint", str(tiny_checkpoint), "--scorer", "rec",
+            "--out", str(out), "--device", "cpu", "--layout", "mood"]  # fmt: skip
+    with pytest.warns(UserWarning, match="2 DICOM series"):
+        assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["DICOMDIR.nii.gz", "DICOMDIR.nii.gz.txt"]
+    assert load_volume(out / "DICOMDIR.nii.gz").shape == (31, 33, 17)

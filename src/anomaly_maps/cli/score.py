@@ -15,6 +15,7 @@ from ._options import (
     add_volume_index,
     expand_paths,
     out_folder,
+    real,
 )
 from ._progress import bar_progress
 from ._scorers import add_scorer_options, checkpoint_and_scorers
@@ -54,7 +55,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_overwrite(p)
     add_volume_index(p)
     add_series(p)
+    _add_findings_options(p)
     p.set_defaults(run=run)
+
+
+def _add_findings_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("findings (scan_scorer layout)")
+    g.add_argument("--findings", action="store_true",
+                   help="write <scan>_<scorer>_findings.csv (connected regions above the "
+                   "threshold) and, for several scans, worklist.csv")  # fmt: skip
+    g.add_argument(
+        "--report",
+        action="store_true",
+        help="write <scan>_<scorer>_report.html (model card, findings, slices)",
+    )
+    g.add_argument("--threshold", type=real(-1e30, 1e30), metavar="VALUE",
+                   help="map threshold in raw map units (before --normalize); default: the "
+                   "model's best-Dice threshold, else its healthy 99th percentile")  # fmt: skip
+    g.add_argument(
+        "--min-ml",
+        type=real(0.0),
+        default=0.1,
+        metavar="ML",
+        help="drop regions smaller than this (default 0.1 ml)",
+    )
 
 
 def _calibrations(args: argparse.Namespace, checkpoint, scorers) -> dict:
@@ -73,21 +97,38 @@ def _calibrations(args: argparse.Namespace, checkpoint, scorers) -> dict:
     return calibrations
 
 
+def _thresholds(args: argparse.Namespace, calibrations: dict) -> dict[str, tuple[float, str]]:
+    """Each scorer's findings threshold and its source, checked before any work."""
+    from ..findings import validated_threshold
+
+    if not (args.findings or args.report):
+        return {}
+    if args.threshold is not None:
+        return {name: (args.threshold, "--threshold") for name in calibrations}
+    return {name: validated_threshold(cal, f"--findings: {name} of {args.checkpoint}")
+            for name, cal in calibrations.items()}  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     """Score volumes: per scan and scorer a map NIfTI, a score .txt (and, in the default
-    layout, a slice CSV); every output name is checked before the first scan is read."""
+    layout, a slice CSV; with ``--findings``/``--report`` findings, worklist and report);
+    every output name and threshold is checked before the first scan is read."""
     from tqdm import tqdm
 
-    from ..outputs import score_outputs, write_score
+    from ..outputs import WORKLIST, score_outputs, write_findings, write_score, write_text
     from ..scoring import score_volume
     from ..scoring.postprocess import normalize_result
+    from ..worklist import worklist_csv
 
     scorers, checkpoint = checkpoint_and_scorers(args)
     calibrations = _calibrations(args, checkpoint, scorers)
+    thresholds = _thresholds(args, calibrations)
     planned = score_outputs(
         args.out, expand_paths(args.inputs, "SCAN"), [name for name, _ in scorers],
-        layout=args.layout, overwrite=args.overwrite,
+        layout=args.layout, overwrite=args.overwrite, findings=args.findings,
+        report=args.report,
     )  # fmt: skip
+    worklist = []
     if args.layout == "mood" and args.normalize != "mood":
         print("note: MOOD's evaluator clips maps and scores to [0, 1]; --normalize mood "
               "puts them there", file=sys.stderr)  # fmt: skip
@@ -102,4 +143,16 @@ def run(args: argparse.Namespace) -> int:
             result = normalize_result(raw, args.normalize, calibrations[raw.scorer])
             write_score(vol, result, files[result.scorer], overwrite=args.overwrite)
             print(f"{path}: {result.scorer} volume score {result.volume_score:.6g}")
+            if thresholds:
+                row = write_findings(
+                    vol, raw, result.volume_score, files[raw.scorer], checkpoint,
+                    thresholds[raw.scorer], calibration=calibrations[raw.scorer],
+                    min_ml=args.min_ml, overwrite=args.overwrite,
+                )  # fmt: skip
+                worklist.append(row)
+                print(f"{path}: {raw.scorer} {len(row.regions.findings)} finding(s) at "
+                      f"threshold {row.regions.threshold:.4g}")  # fmt: skip
+    if args.findings and len(planned) > 1:
+        write_text(args.out / WORKLIST, worklist_csv(worklist), overwrite=args.overwrite)
+        print(f"worklist: {args.out / WORKLIST}")
     return 0

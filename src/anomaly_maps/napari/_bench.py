@@ -5,10 +5,11 @@
 Prints the median time of (1) choosing a 256^3 float32 map in the threshold widget and
 one threshold update on it (the comparison into the Labels buffer, the flagged volume
 and percentile, and napari redrawing the Labels slice in a real viewer, Xvfb is fine)
-and (2) one slice preview of the sample brain per single-pass scorer on the CPU (the
+(2) one slice preview of the sample brain per single-pass scorer on the CPU (the
 scan is cut into model slices once, as the widget caches it; that one-off cost is
-printed too). Targets (issues 7, 14): choosing a map < 0.5 s, a slider step while
-dragging < 30 ms, preview < 0.3 s.
+printed too), and (3) one refresh of the threshold dock's findings table on that map.
+Targets (issues 7, 14, 17): choosing a map < 0.5 s, a slider step while dragging
+< 30 ms, preview < 0.3 s, findings refresh < 200 ms.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["bench_preview", "bench_threshold", "main"]
+__all__ = ["bench_findings", "bench_preview", "bench_threshold", "main"]
 
 _SINGLE_PASS = ("rec", "latent_nll")
 
@@ -47,23 +48,45 @@ def _ball_map(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.where(brain, rng.gamma(2.0, 1.0, brain.shape), 0).astype(np.float32), brain
 
 
-def bench_threshold(size: int = 256, repeats: int = 20) -> dict[str, float]:
-    """Milliseconds per threshold update on a ``size``^3 map, without and with napari."""
+def _threshold_dock(size: int, n_maps: int = 2):
+    """A viewer with ``n_maps`` ball maps and the threshold dock: (viewer, dock, maps,
+    seconds to build the dock)."""
     import napari
-    from qtpy.QtWidgets import QApplication
 
-    from ._layers import MaskOverlay
     from ._threshold_widget import ThresholdWidget
 
     viewer = napari.Viewer(show=True)
     maps = []
-    for seed in (0, 1):
+    for seed in range(n_maps):
         values, brain = _ball_map(size, seed)
         maps.append(viewer.add_image(values, name=f"map {seed}", metadata={"anomaly_map": {
             "scorer": "rec", "params": {}, "checkpoint": None, "foreground": brain}}))  # fmt: skip
     start = time.perf_counter()
     widget = ThresholdWidget(viewer)
-    setup = time.perf_counter() - start
+    return viewer, widget, maps, time.perf_counter() - start
+
+
+def bench_findings(size: int = 256, repeats: int = 10) -> dict[str, float]:
+    """Milliseconds per findings-table refresh (label, measure, fill) on a ``size``^3
+    map at the dock's 99th and 99.9th percentile thresholds (noise: many specks)."""
+    viewer, widget, _, _ = _threshold_dock(size, n_maps=1)
+    out = {}
+    for percentile in (99.0, 99.9):
+        widget.set_percentile(percentile)
+        key = f"findings_refresh_p{percentile:g}_ms".replace(".", "_")
+        out[key] = _median_ms(widget.findings.refresh_now, repeats)
+    viewer.close()
+    return out
+
+
+def bench_threshold(size: int = 256, repeats: int = 20) -> dict[str, float]:
+    """Milliseconds per threshold update on a ``size``^3 map, without and with napari
+    (the release includes the findings table's refresh)."""
+    from qtpy.QtWidgets import QApplication
+
+    from ._layers import MaskOverlay
+
+    viewer, widget, maps, setup = _threshold_dock(size)
     choices = iter(maps * (repeats + 2))
 
     def choose_map() -> None:  # the other map: a new index, mask layer and first threshold
@@ -174,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args(argv)
     results = {**bench_threshold(repeats=args.repeats),
+               **bench_findings(repeats=max(3, args.repeats // 2)),
                **bench_preview(args.checkpoint, repeats=max(3, args.repeats // 2))}  # fmt: skip
     for key, value in results.items():
         unit = "ms" if key.endswith("_ms") else "s"

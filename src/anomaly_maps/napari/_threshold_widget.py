@@ -1,6 +1,7 @@
 """Threshold dock widget: a live slider on an anomaly map, in map units and percentiles,
-with the flagged volume, automatic thresholds from the model's calibration and, given
-a label layer, live detection metrics and a ROC curve."""
+with the flagged volume, a findings table (:mod:`._findings_table`), automatic
+thresholds from the model's calibration and, given a label layer, live detection
+metrics and a ROC curve."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from superqt import QLabeledDoubleSlider
 from ..errors import AnomalyMapsError
 from ..scoring.calibration import Calibration
 from ._docks import scrolling_layout
+from ._findings_table import FindingsTable
 from ._layers import MaskOverlay, displayed_plane, map_info
 from ._plots import SmallPlot
 from ._state import viewer_state
@@ -72,6 +74,7 @@ class ThresholdWidget(QWidget):
         self.contour.toggled.connect(self._style_changed)
         self.flagged = QLabel()
         self.flagged.setWordWrap(True)
+        self.findings = FindingsTable(viewer)
         self.dice_button = QPushButton("Best Dice (validation)")
         self.dice_button.setToolTip("The threshold with the best Dice on the labelled "
                                     "validation volumes stored with the model")  # fmt: skip
@@ -100,6 +103,7 @@ class ThresholdWidget(QWidget):
         layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.flagged)
+        layout.addWidget(self.findings)
         layout.addWidget(QLabel("Automatic thresholds:"))
         layout.addWidget(self.dice_button)
         layout.addLayout(fpr_row)
@@ -196,6 +200,14 @@ class ThresholdWidget(QWidget):
             f"{100 * index.brain_fraction(value):.2f} % of the brain"
         )
         self._update_metrics(plot=not dragging)
+        if not dragging:
+            self._request_findings(now=False)
+
+    def _request_findings(self, now: bool) -> None:
+        """The table follows the threshold: at once after a drag, else debounced."""
+        if self.overlay is not None:
+            self.findings.request(self.overlay.map_layer, self.overlay.index,
+                                  self.overlay.threshold, self.calibration, now=now)  # fmt: skip
 
     def set_percentile(self, percentile: float) -> None:
         """Flag the brain voxels above ``percentile`` (0-100) of the map's values."""
@@ -211,6 +223,7 @@ class ThresholdWidget(QWidget):
         if self.overlay is not None:
             self.overlay.set(self.overlay.threshold)
             self._update_metrics()
+            self._request_findings(now=True)
 
     def _percentile_moved(self, percentile: float) -> None:
         if not self._syncing:
