@@ -54,3 +54,42 @@ def test_model_normalisation_needs_a_calibration(tiny_nifti, tiny_checkpoint, tm
     assert main(args) == 2
     assert "anomaly-maps calibrate" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_calibration_stores_healthy_volume_scores_for_every_aggregate(calibrated, tiny_nifti):
+    """The worklist ranks a scan against healthy volumes: their raw volume scores."""
+    from anomaly_maps.scoring import score_volume
+
+    checkpoint = load_checkpoint(calibrated)
+    cal = find_calibration(checkpoint, "rec", {"sigma": 1.0})
+    assert set(cal.volume_scores) == {"slice_mean", "slice_max", "map_mean", "map_p99"}
+    for aggregate, values in cal.volume_scores.items():
+        [raw] = score_volume(load_volume(tiny_nifti), checkpoint, [("rec", {"sigma": 1.0})],
+                             volume_score=aggregate, device="cpu")  # fmt: skip
+        assert values == pytest.approx((raw.volume_score,), rel=1e-6)
+
+
+def test_worklist_ranks_against_the_healthy_volumes(calibrated, tiny_nifti, tmp_path):
+    scan = load_volume(tiny_nifti)
+    rng = np.random.default_rng(0)
+    noisy = scan.with_data(scan.data + rng.normal(0, scan.data.std() / 2, scan.shape))
+    noisy_path = save_volume(
+        noisy.with_data(noisy.data.astype(np.float32)), tmp_path / "noisy.nii.gz"
+    )
+    out = tmp_path / "work"
+    args = ["score", str(tiny_nifti), str(noisy_path), "--checkpoint", str(calibrated),
+            "--scorer", "rec", "--param", "sigma=1", "--findings", "--out", str(out),
+            "--volume-score", "map_p99", "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    header, *rows = [line.split(",") for line in (out / "worklist.csv").read_text().splitlines()]
+    healthy = find_calibration(load_checkpoint(calibrated), "rec", {"sigma": 1.0})
+    for row in rows:
+        score, above = (
+            float(row[header.index("volume_score")]),
+            row[header.index("healthy_volumes_above")],
+        )
+        expected = np.mean(
+            np.asarray(healthy.volume_scores["map_p99"]) > score + 1e-5
+        )  # CSV: 6 digits
+        assert float(above) == pytest.approx(expected)
+    assert {row[0] for row in rows} == {"tiny_head", "noisy"}

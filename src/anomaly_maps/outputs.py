@@ -207,7 +207,7 @@ def write_findings(
     heat = raw.map if raw.map is not None else np.zeros(volume.data.shape, np.float32)
     regions = find_regions(heat, volume.affine, value, mask=raw.foreground, min_ml=min_ml,
                            calibration=calibration)  # fmt: skip
-    healthy = getattr(calibration, "volume_scores", None)  # absent from today's records
+    healthy = None if calibration is None else calibration.volume_scores.get(raw.aggregate)
     rank = None if healthy is None else volume_rank(raw.volume_score, healthy)
     comments = [f"scan {volume.path}, scorer {raw.scorer} {raw.params}",
                 f"threshold {value:.6g} (raw map units): {source}; minimum size {min_ml:g} ml",

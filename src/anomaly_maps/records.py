@@ -103,6 +103,10 @@ class Calibration:
     dice_threshold, dice
         Map threshold (raw units) that maximised pooled Dice on labelled validation
         volumes, and that Dice; ``None`` without labelled data.
+    volume_scores
+        Volume-score aggregate (``slice_mean``, ``map_p99``, ...) -> the raw volume scores
+        of the healthy volumes, to rank a scan against healthy volumes (the worklist);
+        empty in calibrations made before they were stored.
     """
 
     scorer: str
@@ -113,6 +117,7 @@ class Calibration:
     n_volumes: int
     dice_threshold: float | None = None
     dice: float | None = None
+    volume_scores: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     record_version: ClassVar[int] = 1
 
@@ -151,7 +156,10 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (tuples become lists when the header is written)."""
-        return {**asdict(self), _VERSION_KEY: self.record_version}
+        record = asdict(self)
+        if not record["volume_scores"]:  # headers written before stay byte for byte
+            del record["volume_scores"]
+        return {**record, _VERSION_KEY: self.record_version}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: object = "checkpoint") -> Calibration:
@@ -166,6 +174,12 @@ class Calibration:
             n_volumes=int(data["n_volumes"]),
             dice_threshold=data.get("dice_threshold"),
             dice=data.get("dice"),
+            volume_scores={
+                str(aggregate): tuple(float(v) for v in values)
+                for aggregate, values in _mapping(
+                    data.get("volume_scores", {}), "'calibration.volume_scores'", source
+                ).items()
+            },
         )
 
 

@@ -143,11 +143,14 @@ def calibrations_from_results(
     resolved = [(name, get_scorer(name).resolve_params(params)) for name, params in scorers]
     pixels: list[list[np.ndarray]] = [[] for _ in resolved]
     slices: list[list[np.ndarray]] = [[] for _ in resolved]
+    volumes: list[dict[str, list[float]]] = [{} for _ in resolved]
     for results in healthy:
         for i, result in enumerate(_aligned(results, resolved)):
             if result.map is not None:
                 pixels[i].append(result.map[result.foreground])
             slices[i].append(result.slice_scores[result.scored])
+            for aggregate, value in _volume_scores(result).items():
+                volumes[i].setdefault(aggregate, []).append(value)
     if not slices[0]:
         raise ParameterError("calibration needs at least one healthy volume; got none")
     counts: list[list] = [[] for _ in resolved]
@@ -156,7 +159,9 @@ def calibrations_from_results(
             if result.map is not None:
                 counts[i].append(score_counts(np.asarray(label) > 0, result.map))
     calibrations = []
-    for (name, params), pixel, slice_, count in zip(resolved, pixels, slices, counts, strict=True):
+    for (name, params), pixel, slice_, count, volume in zip(
+        resolved, pixels, slices, counts, volumes, strict=True
+    ):
         dice, threshold = pool_counts(count).best_dice() if count else (None, None)
         calibrations.append(
             Calibration(
@@ -168,9 +173,24 @@ def calibrations_from_results(
                 n_volumes=len(slice_),
                 dice_threshold=None if threshold is None or np.isnan(threshold) else threshold,
                 dice=None if dice is None or np.isnan(dice) else dice,
+                volume_scores={k: tuple(v) for k, v in volume.items()},
             )
         )
     return calibrations
+
+
+def _volume_scores(result: VolumeScore) -> dict[str, float]:
+    """The raw volume score of ``result`` under every aggregate that applies to it (map
+    aggregates need a map), so a scan scored with any ``--volume-score`` can be ranked."""
+    from .pipeline import VOLUME_SCORES, volume_score_of
+
+    return {
+        aggregate: volume_score_of(
+            aggregate, result.slice_scores[result.scored], result.map, result.foreground
+        )
+        for aggregate in VOLUME_SCORES
+        if result.map is not None or not aggregate.startswith("map_")
+    }
 
 
 def _aligned(
