@@ -24,6 +24,7 @@ from .preprocessing import foreground_mask
 
 __all__ = [
     "HEAD_OUTSIDE_FRACTION",
+    "MIN_BRAIN_ML",
     "apply_brain_mask",
     "brain_mask",
     "head_fraction",
@@ -36,6 +37,9 @@ __all__ = [
 #: extracted brain grown by ``_HEAD_MARGIN_MM`` (skull-stripped template: 0, synthetic heads: ~0.2).
 HEAD_OUTSIDE_FRACTION = 0.08
 _HEAD_MARGIN_MM = 6.0
+#: An extracted brain smaller than this (ml) means the scan is no adult head (a phantom,
+#: a crop, a part of a brain): it is scored as is.
+MIN_BRAIN_ML = 400.0
 _ERODE_MM = 4.0
 _CLOSE_MM = 5.0
 
@@ -65,13 +69,13 @@ def _core_component(mask: np.ndarray, zooms: np.ndarray) -> np.ndarray:
     return labels == int(counts.argmax())
 
 
-def brain_mask(volume: Volume) -> np.ndarray:
-    """Boolean brain mask of a head scan (T1-like contrast), on the scan's grid."""
+def _extract(volume: Volume) -> np.ndarray:
+    """The brain mask, empty when the scan has no foreground or is too small for one."""
     data = np.asarray(volume.data, dtype=np.float32)
     zooms = np.asarray(volume.zooms, dtype=float)
     head = foreground_mask(data)
     if not head.any():
-        raise VolumeError(f"{volume.path or 'volume'}: no foreground, cannot find a brain")
+        return head
     t2, t98 = np.percentile(data[head], [2, 98])
     tissue = data > t2 + 0.1 * (t98 - t2)
     core = _core_component(_erode(tissue, _ERODE_MM, zooms), zooms)
@@ -79,6 +83,17 @@ def brain_mask(volume: Volume) -> np.ndarray:
     brain = _core_component(brain, zooms)
     brain = _erode(_dilate(brain, _CLOSE_MM, zooms), _CLOSE_MM, zooms)
     return ndimage.binary_fill_holes(brain)
+
+
+def brain_mask(volume: Volume) -> np.ndarray:
+    """Boolean brain mask of a head scan (T1-like contrast), on the scan's grid."""
+    brain = _extract(volume)
+    if not brain.any():
+        raise VolumeError(
+            f"{volume.path or 'volume'}: no brain found (no foreground, or none thicker "
+            f"than {2 * _ERODE_MM:g} mm); pass --brain-mask none or a mask file"
+        )
+    return brain
 
 
 def head_fraction(volume: Volume, mask: np.ndarray | None = None) -> float:
@@ -97,13 +112,17 @@ def looks_like_head(volume: Volume) -> tuple[bool, float]:
     """Whether a scan is a head (skull and scalp on), and its :func:`head_fraction`.
 
     Decided on a copy strided to voxels of about 2 mm (a few seconds): a head is a scan
-    with more than :data:`HEAD_OUTSIDE_FRACTION` of its foreground outside the brain.
+    whose extracted brain holds at least :data:`MIN_BRAIN_ML` and with more than
+    :data:`HEAD_OUTSIDE_FRACTION` of its foreground outside that brain (grown by 6 mm).
     """
     step = np.maximum(1, np.round(2.0 / np.asarray(volume.zooms))).astype(int)
     affine = volume.affine.copy()
     affine[:3, :3] = affine[:3, :3] * step
     coarse = Volume(np.asarray(volume.data)[:: step[0], :: step[1], :: step[2]], affine)
-    fraction = head_fraction(coarse)
+    mask = _extract(coarse)
+    if mask.sum() * abs(np.linalg.det(affine[:3, :3])) < MIN_BRAIN_ML * 1000:
+        return False, 0.0
+    fraction = head_fraction(coarse, mask)
     return fraction > HEAD_OUTSIDE_FRACTION, fraction
 
 
