@@ -225,6 +225,8 @@ class TrainingRecord:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         data = {k: values.pop(k) for k in _TRAINING_DATA}
         data["volumes"], data["val_volumes"] = list(self.volumes), list(self.val_volumes)
+        if self.skull_stripped is None:  # unknown stays absent: an old header reads back as it was
+            del values["skull_stripped"]
         return {_VERSION_KEY: self.record_version, "data": data, **values}
 
     @classmethod
