@@ -3,7 +3,8 @@
 Prints, per head, the Dice of :func:`anomaly_maps.brain_mask.brain_mask` against the
 true brain, its time, and (``--score``) the share of voxels above the healthy p99
 (0.75 under ``--normalize mood``) that lie outside the true brain, scored with the
-bundled VAE's ``rec`` scorer (with its calibrated parameters) with ``--brain-mask none`` and ``auto``.
+bundled VAE's ``rec`` scorer (with its calibrated parameters) under ``--brain-mask
+none`` and ``auto``.
 
     python scripts/brain_mask_check.py --heads 3 --score
 """
@@ -13,14 +14,12 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 from anomaly_maps import load_volume
-from anomaly_maps.checkpoint import load_checkpoint
-from anomaly_maps.scoring import score_volume
 from anomaly_maps.brain_mask import brain_mask, prepare_scan
+from anomaly_maps.checkpoint import load_checkpoint
 from anomaly_maps.records import trained_on_brains
 from anomaly_maps.samples import sample_path
+from anomaly_maps.scoring import score_volume
 from anomaly_maps.scoring.postprocess import normalize_result
 from anomaly_maps.synthetic_heads import synthetic_head
 

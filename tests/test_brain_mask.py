@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from head_scans import small_brain, small_head
 
 from anomaly_maps.brain_mask import (
     apply_brain_mask,
@@ -13,24 +14,18 @@ from anomaly_maps.brain_mask import (
     prepare_scan,
 )
 from anomaly_maps.errors import VolumeError
-from anomaly_maps.io import Volume, load_volume, save_volume
+from anomaly_maps.io import Volume, save_volume
 from anomaly_maps.preprocessing import foreground_mask
-from anomaly_maps.samples import sample_path
-from anomaly_maps.synthetic_heads import synthetic_head
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def brain() -> Volume:
-    """The bundled MNI152 brain at 2 mm (every second voxel): small enough to test on."""
-    full = load_volume(sample_path("brain"))
-    affine = full.affine.copy()
-    affine[:3, :3] *= 2
-    return Volume(np.ascontiguousarray(full.data[::2, ::2, ::2]), affine)
+    return small_brain()
 
 
-@pytest.fixture(scope="module")
-def head(brain) -> tuple[Volume, np.ndarray]:
-    return synthetic_head(brain, seed=3)
+@pytest.fixture
+def head() -> tuple[Volume, np.ndarray]:
+    return small_head()
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:

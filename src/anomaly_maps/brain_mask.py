@@ -34,7 +34,8 @@ __all__ = [
 ]
 
 #: A scan is a head when more than this share of its foreground lies outside the
-#: extracted brain grown by ``_HEAD_MARGIN_MM`` (skull-stripped template: 0, synthetic heads: ~0.2).
+#: extracted brain grown by ``_HEAD_MARGIN_MM`` (skull-stripped template: 0, synthetic
+#: heads: ~0.2).
 HEAD_OUTSIDE_FRACTION = 0.08
 _HEAD_MARGIN_MM = 6.0
 #: An extracted brain smaller than this (ml) means the scan is no adult head (a phantom,
@@ -60,7 +61,8 @@ def _core_component(mask: np.ndarray, zooms: np.ndarray) -> np.ndarray:
     centre = np.array(ndimage.center_of_mass(mask))
     grid = np.ogrid[tuple(slice(0, s) for s in mask.shape)]
     radius = 40.0  # mm: well inside any adult brain
-    near = sum(((g - c) * z) ** 2 for g, c, z in zip(grid, centre, zooms)) <= radius**2
+    squared = sum(((g - c) * z) ** 2 for g, c, z in zip(grid, centre, zooms, strict=True))
+    near = squared <= radius**2
     counts = np.bincount(labels[near & mask], minlength=count + 1)
     counts[0] = 0
     if counts.max() == 0:  # nothing near the centre: fall back to the largest component
@@ -164,7 +166,8 @@ def apply_brain_mask(volume: Volume, mask: np.ndarray) -> Volume:
 def load_brain_mask(path: str | os.PathLike, volume: Volume) -> np.ndarray:
     """A user's mask file, checked to lie on ``volume``'s grid and to overlap its foreground."""
     mask_vol = load_volume(path)
-    if mask_vol.shape != volume.shape or not np.allclose(mask_vol.affine, volume.affine, atol=1e-3):
+    same_affine = np.allclose(mask_vol.affine, volume.affine, atol=1e-3)
+    if mask_vol.shape != volume.shape or not same_affine:
         raise VolumeError(
             f"--brain-mask {path}: shape {mask_vol.shape} / affine do not match the scan "
             f"{volume.path or ''} (shape {volume.shape}); expected a mask on the scan's grid"

@@ -30,7 +30,8 @@ _PAD_MM = 26.0
 def _smooth_field(shape: tuple[int, ...], rng: np.random.Generator, sigma: float) -> np.ndarray:
     """A smooth random field in [-1, 1] (coarse noise, upsampled and smoothed)."""
     coarse = rng.standard_normal(tuple(max(2, s // 16) for s in shape))
-    field = ndimage.zoom(coarse, [s / c for s, c in zip(shape, coarse.shape)], order=1)
+    factors = [s / c for s, c in zip(shape, coarse.shape, strict=True)]
+    field = ndimage.zoom(coarse, factors, order=1)
     field = ndimage.gaussian_filter(field, sigma)
     return field / max(float(np.abs(field).max()), 1e-6)
 

@@ -19,11 +19,11 @@ from ..errors import AnomalyMapsError
 
 __all__ = [
     "add_brain_mask",
-    "brain_masked",
     "add_overwrite",
     "add_run_options",
     "add_series",
     "add_volume_index",
+    "brain_masked",
     "expand_paths",
     "integer",
     "out_checkpoint",

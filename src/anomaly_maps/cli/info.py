@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  intensity    min {data.min():.4g}  max {data.max():.4g}  mean {data.mean():.4g}")
         print(f"  foreground   {foreground_mask(data).mean():.1%} of voxels")
         head, outside = looks_like_head(vol)
-        print(f"  head scan    {'yes' if head else 'no'} ({outside:.0%} of the foreground outside "
-              f"the brain): --brain-mask auto {'extracts' if head else 'keeps'} the brain"
-              f"{' for a model trained on skull-stripped brains' if head else ' as is'}")  # fmt: skip
+        action = "extracts the brain (model of skull-stripped brains)" if head else "keeps it"
+        print(f"  head scan    {'yes' if head else 'no'} ({outside:.0%} of the foreground "
+              f"outside the brain): --brain-mask auto {action}")  # fmt: skip
     return 0
