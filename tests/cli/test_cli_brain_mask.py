@@ -61,3 +61,13 @@ def test_brain_mask_must_be_auto_none_or_a_file(command, tmp_path, capsys):
 def test_info_says_whether_a_scan_is_a_head(head_file, capsys):
     assert main(["info", str(head_file)]) == 0
     assert "head scan    yes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("flag", "value"), [([], True), (["--no-skull-stripped"], False)])
+def test_train_takes_whether_its_data_are_skull_stripped(flag, value, tmp_path):
+    from anomaly_maps.cli import build_parser
+
+    out = str(tmp_path / "m.safetensors")
+    argv = ["train", "--model", "vae", "--data", "x.nii.gz", "--out", out, *flag]
+    args = build_parser().parse_args(argv)
+    assert args.skull_stripped is value
