@@ -141,7 +141,8 @@ def test_card_rows_come_from_the_records():
     assert rows["calibrated"] == "; ".join(c.summary() for c in checkpoint.records.calibrations)
     empty = dict(CheckpointRecords().card_rows())
     assert empty == {"trained on": "0 volume(s), ? slices", "validation": "? slices",
-                     "epochs": "?", "metrics": "none reported"}  # fmt: skip
+                     "epochs": "?", "skull-stripped data": "unknown (taken as yes)",
+                     "metrics": "none reported"}  # fmt: skip
 
 
 def test_calibration_report_line_is_the_calibrate_commands_line():

@@ -34,6 +34,7 @@ __all__ = [
     "CheckpointRecords",
     "TrainingRecord",
     "check_version",
+    "trained_on_brains",
 ]
 
 BENCHMARK_METRICS: tuple[str, ...] = (
@@ -209,6 +210,10 @@ class TrainingRecord:
     seconds, device, world_size, command, versions
         Training time, where and on how many processes it ran, the command line and
         the versions of anomaly-maps, torch and Python.
+    skull_stripped
+        Whether the training volumes were skull-stripped brains; ``None``: unknown
+        (checkpoints written before the field; the bundled ones were trained on the
+        brain-masked MNI152 template, see :func:`trained_on_brains`).
     """
 
     volumes: tuple[str, ...] = ()
@@ -225,6 +230,7 @@ class TrainingRecord:
     world_size: int | None = None
     command: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    skull_stripped: bool | None = None
 
     record_version: ClassVar[int] = 1
 
@@ -233,6 +239,8 @@ class TrainingRecord:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         data = {k: values.pop(k) for k in _TRAINING_DATA}
         data["volumes"], data["val_volumes"] = list(self.volumes), list(self.val_volumes)
+        if self.skull_stripped is None:  # unknown stays absent: an old header reads back as it was
+            del values["skull_stripped"]
         return {_VERSION_KEY: self.record_version, "data": data, **values}
 
     @classmethod
@@ -264,10 +272,21 @@ class TrainingRecord:
             ),
             ("validation", f"{_or_unknown(self.val_slices)} slices"),
             ("epochs", _or_unknown(self.epochs_completed)),
+            ("skull-stripped data", _SKULL_STRIPPED[self.skull_stripped]),
         ]
         if "val_loss" in self.final_losses:
             rows.append(("final val loss", f"{self.final_losses['val_loss']:.4g}"))
         return rows
+
+
+_SKULL_STRIPPED = {True: "yes", False: "no (heads)", None: "unknown (taken as yes)"}
+
+
+def trained_on_brains(training: TrainingRecord | None) -> bool:
+    """Whether a model learnt skull-stripped brains; unknown counts as yes, because every
+    checkpoint written before the field (the bundled ones too) was trained on the
+    brain-masked MNI152 template."""
+    return training is None or training.skull_stripped is not False
 
 
 def _or_unknown(value: Any) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import glob
 import math
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,10 +18,12 @@ from ..dicom import one_path_per_series
 from ..errors import AnomalyMapsError
 
 __all__ = [
+    "add_brain_mask",
     "add_overwrite",
     "add_run_options",
     "add_series",
     "add_volume_index",
+    "brain_masked",
     "expand_paths",
     "integer",
     "out_checkpoint",
@@ -156,3 +159,30 @@ def expand_paths(patterns: Sequence[str], option: str = "--data") -> list[str]:
             raise AnomalyMapsError(f"{option} {pattern!r} matches no file")
         paths += matches
     return one_path_per_series(list(dict.fromkeys(paths)))
+
+
+def _brain_mask_choice(text: str) -> str:
+    if text in ("auto", "none") or Path(text).is_file():
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, none or a mask file, got {text!r}")
+
+
+def add_brain_mask(parser: argparse.ArgumentParser) -> None:
+    """``--brain-mask auto|none|FILE``: what of a head scan the model sees."""
+    parser.add_argument(
+        "--brain-mask", type=_brain_mask_choice, default="auto", metavar="auto|none|FILE",
+        help="auto: extract the brain of a head scan when the model learnt skull-stripped "
+        "brains; none: score the scan as is; FILE: a mask on the scan's grid",
+    )  # fmt: skip
+
+
+def brain_masked(args: argparse.Namespace, volume, checkpoint):
+    """The scan as ``--brain-mask`` says to score it; one line when a mask was applied."""
+    from ..brain_mask import prepare_scan
+    from ..records import trained_on_brains
+
+    on_brains = trained_on_brains(checkpoint.records.training)
+    volume, note = prepare_scan(volume, args.brain_mask, on_brains)
+    if note:
+        print(note, file=sys.stderr)
+    return volume

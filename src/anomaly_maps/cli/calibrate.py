@@ -6,7 +6,15 @@ import argparse
 
 from ..errors import AnomalyMapsError
 from ..io import load_volume
-from ._options import add_overwrite, add_run_options, add_series, expand_paths, out_checkpoint
+from ._options import (
+    add_brain_mask,
+    add_overwrite,
+    add_run_options,
+    add_series,
+    brain_masked,
+    expand_paths,
+    out_checkpoint,
+)
 from ._scorers import add_scorer_options, checkpoint_and_scorers
 
 
@@ -31,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_run_options(p)
     add_overwrite(p)
     add_series(p)
+    add_brain_mask(p)
     p.set_defaults(run=run)
 
 
@@ -45,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     scorers, checkpoint = checkpoint_and_scorers(args)
     if args.out.exists() and not args.overwrite:
         raise AnomalyMapsError(f"{args.out}: already exists; pass --overwrite to replace it")
-    healthy = [load_volume(p, series=args.series) for p in expand_paths(args.inputs, "SCAN")]
+    paths = expand_paths(args.inputs, "SCAN")
+    healthy = [brain_masked(args, load_volume(p, series=args.series), checkpoint) for p in paths]
     pairs = labelled_scans(args.labelled) if args.labelled else []
     labelled = ((load_volume(scan), load_volume(label).data) for scan, label in pairs)
     with tqdm(total=len(healthy) + len(pairs), desc="calibrate", unit="scan") as bar:

@@ -22,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the geometry and intensity summary of each scan."""
+    from ..brain_mask import looks_like_head
     from ..preprocessing import foreground_mask
 
     for path in args.inputs:
@@ -36,4 +37,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  origin       {np.round(vol.affine[:3, 3], 2).tolist()} mm")
         print(f"  intensity    min {data.min():.4g}  max {data.max():.4g}  mean {data.mean():.4g}")
         print(f"  foreground   {foreground_mask(data).mean():.1%} of voxels")
+        head, outside = looks_like_head(vol)
+        action = "extracts the brain (model of skull-stripped brains)" if head else "keeps it"
+        print(f"  head scan    {'yes' if head else 'no'} ({outside:.0%} of the foreground "
+              f"outside the brain): --brain-mask auto {action}")  # fmt: skip
     return 0

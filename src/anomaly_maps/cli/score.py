@@ -9,10 +9,12 @@ from pathlib import Path
 from ..errors import AnomalyMapsError
 from ..io import load_volume
 from ._options import (
+    add_brain_mask,
     add_overwrite,
     add_run_options,
     add_series,
     add_volume_index,
+    brain_masked,
     expand_paths,
     out_folder,
     real,
@@ -55,6 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_overwrite(p)
     add_volume_index(p)
     add_series(p)
+    add_brain_mask(p)
     _add_findings_options(p)
     p.set_defaults(run=run)
 
@@ -134,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
               "puts them there", file=sys.stderr)  # fmt: skip
     for path, files in planned.items():
         vol = load_volume(path, volume_index=args.volume_index, series=args.series)
+        vol = brain_masked(args, vol, checkpoint)
         with tqdm(desc=Path(path).name, unit="slice") as bar:
             results = score_volume(
                 vol, checkpoint, scorers, batch_size=args.batch_size, seed=args.seed,

@@ -45,6 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--no-augment", action="store_true", help="train on unaugmented slices")
     p.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
+    p.add_argument("--skull-stripped", action=argparse.BooleanOptionalAction, default=True,
+                   help="the volumes are skull-stripped brains (default: yes, like the "
+                   "template and MOOD's brain data); recorded for --brain-mask auto")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue OUT up to --epochs")
     p.add_argument("--overwrite", action="store_true", help="start afresh over OUT")
     p.set_defaults(run=run)
@@ -113,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         augment=not args.no_augment,
         amp=not args.no_amp,
+        skull_stripped=args.skull_stripped,
     )
     main_rank = dist_from_env().main
     if not main_rank:  # one copy of every warning, from rank 0

@@ -33,6 +33,9 @@ class TrainConfig(FrozenConfig):
     amp
         Mixed precision on CUDA (bfloat16 where supported, else float16 with loss
         scaling); ignored on other devices.
+    skull_stripped
+        The training volumes are skull-stripped brains (recorded in the checkpoint;
+        ``--brain-mask auto`` extracts the brain of a head scan only for such a model).
     """
 
     epochs: int = 20
@@ -44,6 +47,7 @@ class TrainConfig(FrozenConfig):
     seed: int = 0
     augment: bool = True
     amp: bool = True
+    skull_stripped: bool = True
 
     def validate(self) -> None:
         self._require("epochs", is_int(self.epochs) and self.epochs >= 1, "an int >= 1")
@@ -63,6 +67,7 @@ class TrainConfig(FrozenConfig):
             "[0, 1)",
         )
         self._require("seed", is_int(self.seed) and self.seed >= 0, "an int >= 0")
+        self._require("skull_stripped", isinstance(self.skull_stripped, bool), "a bool")
 
     @classmethod
     def _label(cls) -> str:

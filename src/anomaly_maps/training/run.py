@@ -233,6 +233,7 @@ def _train(
                 device=str(job.device),
                 world_size=job.env.world,
                 command=job.command,
+                skull_stripped=job.config.skull_stripped,
                 versions={
                     "anomaly_maps": __version__,
                     "torch": torch.__version__,
