@@ -34,3 +34,38 @@ def test_the_edited_mask_layer_is_what_gets_scored(make_napari_viewer, tmp_path)
     labels.data = np.zeros_like(edited)
     with pytest.raises(VolumeError, match="is empty"):
         masked_volume(viewer, image)
+
+
+def test_the_brain_mask_dock_extracts_in_a_worker_and_scoring_sees_it(
+    make_napari_viewer, qtbot, tmp_path
+):
+    from anomaly_maps.napari._brain_widget import BrainMaskWidget
+    from anomaly_maps.napari._model_widget import ModelWidget
+    from anomaly_maps.napari._score_widget import ScoreWidget
+    from anomaly_maps.samples import sample_path
+
+    viewer = make_napari_viewer()
+    scan, _ = small_head()
+    [image] = viewer.open(str(save_volume(scan, tmp_path / "head.nii.gz")),
+                          plugin="napari-anomaly-maps")  # fmt: skip
+    ModelWidget(viewer).load(sample_path("vae"))
+    dock = BrainMaskWidget(viewer)
+    with qtbot.waitSignal(dock.extract().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["head brain mask"]
+    assert "scoring uses it" in dock.status.text() and labels.data.any()
+    score = ScoreWidget(viewer)
+    before = score._stack(image)
+    edited = labels.data.copy()
+    edited[:, :, : scan.shape[2] // 2] = 0
+    labels.data = edited  # an edit invalidates the preview's cached slices
+    after = score._stack(image)
+    assert after is not before
+    assert after.foreground[edited == 0].sum() == 0
+
+
+def test_the_brain_mask_dock_without_a_scan_says_so(make_napari_viewer):
+    from anomaly_maps.napari._brain_widget import BrainMaskWidget
+
+    dock = BrainMaskWidget(make_napari_viewer())
+    assert dock.extract() is None and "Open a scan" in dock.status.text()

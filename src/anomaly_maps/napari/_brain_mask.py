@@ -17,7 +17,7 @@ from ..errors import VolumeError
 from ..io import Volume
 from ._layers import add_or_update, layer_volume
 
-__all__ = ["add_brain_mask_layer", "mask_layer_name", "masked_volume"]
+__all__ = ["add_brain_mask_layer", "mask_layer_name", "mask_token", "masked_volume"]
 
 
 def mask_layer_name(image: Image) -> str:
@@ -25,10 +25,13 @@ def mask_layer_name(image: Image) -> str:
     return f"{image.name} brain mask"
 
 
-def add_brain_mask_layer(viewer: napari.Viewer, image: Image) -> Labels:
-    """Extract the brain of ``image``'s scan into an editable Labels layer placed like it
-    (the layer is refilled if it exists)."""
-    mask = brain_mask(layer_volume(image))
+def add_brain_mask_layer(
+    viewer: napari.Viewer, image: Image, mask: np.ndarray | None = None
+) -> Labels:
+    """Show ``mask`` (default: the brain extracted from ``image``'s scan) as an editable
+    Labels layer placed like the scan (the layer is refilled if it exists)."""
+    if mask is None:
+        mask = brain_mask(layer_volume(image))
     return add_or_update(
         viewer, "labels", mask.astype(np.uint8), source=image, name=mask_layer_name(image),
         opacity=0.3,
@@ -49,3 +52,14 @@ def masked_volume(viewer: napari.Viewer, image: Image) -> Volume:
     if not mask.any():
         raise VolumeError(f"layer {name!r} is empty: paint the brain or delete the layer")
     return apply_brain_mask(volume, mask)
+
+
+def mask_token(viewer: napari.Viewer, image: Image) -> tuple[int, int] | None:
+    """What the scan's brain mask layer holds now, cheaply (``None``: no mask layer): a
+    cache of the scan's model slices is stale when this changes (painting or erasing
+    changes the count of brain voxels)."""
+    name = mask_layer_name(image)
+    layer = next((layer for layer in viewer.layers if layer.name == name), None)
+    if not isinstance(layer, Labels):
+        return None
+    return id(layer.data), int(np.count_nonzero(layer.data))

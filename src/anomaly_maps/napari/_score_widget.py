@@ -34,12 +34,12 @@ from ..errors import AnomalyMapsError, Cancelled
 from ..io import Volume
 from ..preprocessing import SliceStack, to_slices
 from ..scoring import ParamSpec, VolumeScore, get_scorer, list_scorers, score_volume
+from ._brain_mask import mask_token, masked_volume
 from ._docks import scrolling_layout
 from ._layers import (
     add_or_update,
     displayed_plane,
     heat_limits,
-    layer_volume,
     map_info,
     show_plane,
 )
@@ -260,10 +260,11 @@ class ScoreWidget(QWidget):
 
     def _stack(self, layer: Image) -> SliceStack:
         """The scan's model slices, cut once per scan and model preprocessing."""
-        key = (id(layer.data), self.state.checkpoint.preprocessing)
+        spec = self.state.checkpoint.preprocessing
+        key = (id(layer.data), spec, mask_token(self.viewer, layer))
         if key not in self._stacks:
             self._stacks.clear()
-            self._stacks[key] = to_slices(layer_volume(layer), self.state.checkpoint.preprocessing)
+            self._stacks[key] = to_slices(masked_volume(self.viewer, layer), spec)
         return self._stacks[key]
 
     def preview(self) -> list[Image]:
@@ -366,7 +367,11 @@ class ScoreWidget(QWidget):
         if ready is None or self._worker is not None:
             return None
         layer, requests = ready
-        volume = layer_volume(layer)
+        try:
+            volume = masked_volume(self.viewer, layer)  # inside its brain mask layer, if any
+        except AnomalyMapsError as err:
+            self.status.setText(str(err))
+            return None
         checkpoint, device = self.state.checkpoint, self.state.device
         batch_size, seed = self.batch_size.value(), self.seed.value()
         self._cancel = False
