@@ -74,6 +74,13 @@ def rank_device(env: Dist, requested: str) -> str:
     return f"cuda:{env.local_rank}" if torch.cuda.is_available() else "cpu"
 
 
+def _share_cores(env: Dist, device: torch.device) -> None:
+    """Ranks scoring on the CPU of one node split its cores instead of each taking all."""
+    if env.world > 1 and device.type == "cpu":
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", env.world))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+
+
 @dataclass(frozen=True)
 class ScoringJob:
     """What every scan of a run is scored with (checked by the caller before any work)."""
@@ -312,6 +319,7 @@ def score_scans(
     out, scans = Path(out), list(planned)
     fingerprints = _Fingerprints(job)
     device = next(job.checkpoint.model.parameters()).device
+    _share_cores(env, device)
     records = records_folder(out)
     rows: dict[int, list] = {}
     mine = [i for i in range(len(scans)) if i % env.world == env.rank]
