@@ -49,3 +49,11 @@ def test_cube_brain_keeps_world_positions():
         j = np.rint(np.linalg.solve(brain.affine, world)[:3]).astype(int)
         assert cube.data[tuple(i)] == brain.data[tuple(j)] > 0
     assert cube.data[0, 0, 0] == 0
+
+
+def test_bench_score_many_reports_scans_per_minute(capsys):
+    args = ["bench", "score-many", "--scans", "2", "--side", "12", "--workers", "1"]
+    assert main([*args, "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("scoring 2 scans of 12^3 with rec")
+    assert "scans/min" in lines[1] and lines[2].endswith("x)")

@@ -10,9 +10,11 @@ from ._scorers import add_list_scorers, scorer_params
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure speed on this machine")
-    p.add_argument("what", choices=("train", "score"),
+    p.add_argument("what", choices=("train", "score", "score-many"),
                    help="train: training throughput per model; score: seconds per volume "
-                   "per scorer, batched vs. its per-slice, per-sample reference")  # fmt: skip
+                   "per scorer, batched vs. its per-slice, per-sample reference; "
+                   "score-many: scans per minute over --scans small scans, read ahead "
+                   "and written behind vs. one after the other")  # fmt: skip
     p.add_argument("--device", default="auto")
     p.add_argument("--models", default=None, help="train: comma-separated kinds (default all)")
     p.add_argument("--scorers", default=None, help="score: comma-separated (default all)")
@@ -20,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_list_scorers(p)
     p.add_argument("--side", type=integer(8), default=256, help="score: volume side in voxels")
     p.add_argument("--batch-size", type=integer(1), default=16)
+    p.add_argument("--scans", type=integer(1), default=40, help="score-many: scans")
+    p.add_argument("--workers", type=integer(0, 64), default=2, help="score-many: readers")
     p.add_argument("--steps", type=integer(1), default=5, help="train: timed steps")
     p.add_argument("--no-amp", action="store_true")
     p.set_defaults(run=run)
@@ -41,6 +45,20 @@ def _bench_score(args: argparse.Namespace, device, torch_version: str) -> None:
             f"{row.scorer:20} {row.models:12} {row.batched_seconds:10.2f} "
             f"{row.reference_seconds:12.2f} {row.ratio:6.1f}"
         )
+
+
+def _bench_score_many(args: argparse.Namespace, device, torch_version: str) -> None:
+    from ..bench import bench_score_many
+
+    (scorer,) = scorer_params([args.scorers or "rec"], args.param)
+    side = 64 if args.side == 256 else args.side  # small scans unless --side is given
+    print(f"scoring {args.scans} scans of {side}^3 with {scorer[0]} on {device} (torch "
+          f"{torch_version}), files to outputs, batches of {args.batch_size} slices")  # fmt: skip
+    row = bench_score_many(scorer, device=device, n_scans=args.scans, side=side,
+                           batch_size=args.batch_size, workers=args.workers)  # fmt: skip
+    print(f"one after the other:        {row.sequential_per_minute:8.1f} scans/min")
+    print(f"{args.workers} reader(s) + writer thread: {row.overlapped_per_minute:8.1f} "
+          f"scans/min  ({row.ratio:.2f}x)")  # fmt: skip
 
 
 def _bench_train(args: argparse.Namespace, device, torch_version: str) -> None:
@@ -72,6 +90,6 @@ def run(args: argparse.Namespace) -> int:
 
     from ..device import resolve_device
 
-    bench = _bench_score if args.what == "score" else _bench_train
+    bench = {"score": _bench_score, "score-many": _bench_score_many}.get(args.what, _bench_train)
     bench(args, resolve_device(args.device), torch.__version__)
     return 0

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import AnomalyMapsError
-from ..io import load_volume
 from ._options import (
     add_brain_mask,
     add_overwrite,
     add_run_options,
     add_series,
     add_volume_index,
-    brain_masked,
     expand_paths,
+    integer,
     out_folder,
     real,
 )
@@ -55,11 +56,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="; ".join(f"{k}: {v}" for k, v in VOLUME_SCORES.items()),
     )
     add_overwrite(p)
+    _add_many_scans_options(p)
     add_volume_index(p)
     add_series(p)
     add_brain_mask(p)
     _add_findings_options(p)
     p.set_defaults(run=run)
+
+
+def _add_many_scans_options(p: argparse.ArgumentParser) -> None:
+    from ..batch_scoring import default_workers
+
+    p.add_argument("--resume", action="store_true",
+                   help="skip scans whose outputs a run with these settings completed "
+                   "(checked against their completion records); redo the others")  # fmt: skip
+    p.add_argument("--workers", type=integer(0, 64), default=default_workers(), metavar="N",
+                   help="processes reading the next scans while the model scores "
+                   f"(0: read in turn; default {default_workers()})")  # fmt: skip
 
 
 def _add_findings_options(p: argparse.ArgumentParser) -> None:
@@ -115,48 +128,43 @@ def _thresholds(args: argparse.Namespace, calibrations: dict) -> dict[str, tuple
 def run(args: argparse.Namespace) -> int:
     """Score volumes: per scan and scorer a map NIfTI, a score .txt (and, in the default
     layout, a slice CSV; with ``--findings``/``--report`` findings, worklist and report);
-    every output name and threshold is checked before the first scan is read."""
-    from tqdm import tqdm
+    every output name and threshold is checked before the first scan is read. Under
+    torchrun the scans are split over the ranks (:mod:`anomaly_maps.batch_scoring`)."""
+    from ..batch_scoring import ScoringJob, rank_device, score_scans
+    from ..outputs import WORKLIST, score_outputs
+    from ..training.distributed import dist_from_env
 
-    from ..outputs import WORKLIST, score_outputs, write_findings, write_score, write_text
-    from ..scoring import score_volume
-    from ..scoring.postprocess import normalize_result
-    from ..worklist import worklist_csv
-
+    env = dist_from_env()
+    args.device = rank_device(env, args.device)
     scorers, checkpoint = checkpoint_and_scorers(args)
     calibrations = _calibrations(args, checkpoint, scorers)
     thresholds = _thresholds(args, calibrations)
     planned = score_outputs(
         args.out, expand_paths(args.inputs, "SCAN"), [name for name, _ in scorers],
-        layout=args.layout, overwrite=args.overwrite, findings=args.findings,
+        layout=args.layout, overwrite=args.overwrite or args.resume, findings=args.findings,
         report=args.report,
     )  # fmt: skip
-    worklist = []
-    if args.layout == "mood" and args.normalize != "mood":
+    if args.layout == "mood" and args.normalize != "mood" and env.main:
         print("note: MOOD's evaluator clips maps and scores to [0, 1]; --normalize mood "
               "puts them there", file=sys.stderr)  # fmt: skip
-    for path, files in planned.items():
-        vol = load_volume(path, volume_index=args.volume_index, series=args.series)
-        vol = brain_masked(args, vol, checkpoint)
-        with tqdm(desc=Path(path).name, unit="slice") as bar:
-            results = score_volume(
-                vol, checkpoint, scorers, batch_size=args.batch_size, seed=args.seed,
-                progress=bar_progress(bar), volume_score=args.volume_score,
-            )  # fmt: skip
-        for raw in results:
-            result = normalize_result(raw, args.normalize, calibrations[raw.scorer])
-            write_score(vol, result, files[result.scorer], overwrite=args.overwrite)
-            print(f"{path}: {result.scorer} volume score {result.volume_score:.6g}")
-            if thresholds:
-                row = write_findings(
-                    vol, raw, result.volume_score, files[raw.scorer], checkpoint,
-                    thresholds[raw.scorer], calibration=calibrations[raw.scorer],
-                    min_ml=args.min_ml, overwrite=args.overwrite,
-                )  # fmt: skip
-                worklist.append(row)
-                print(f"{path}: {raw.scorer} {len(row.regions.findings)} finding(s) at "
-                      f"threshold {row.regions.threshold:.4g}")  # fmt: skip
-    if args.findings and len(planned) > 1:
-        write_text(args.out / WORKLIST, worklist_csv(worklist), overwrite=args.overwrite)
+    job = ScoringJob(
+        checkpoint, Path(args.checkpoint), scorers, calibrations, thresholds,
+        normalize=args.normalize, volume_score=args.volume_score,
+        batch_size=args.batch_size, seed=args.seed, volume_index=args.volume_index,
+        series=args.series, brain_mask=args.brain_mask, min_ml=args.min_ml,
+        overwrite=args.overwrite,
+    )  # fmt: skip
+    worklist = args.findings and len(planned) > 1
+    score_scans(job, planned, args.out, workers=args.workers, resume=args.resume,
+                worklist=worklist, env=env, progress=_scan_bar, log=print)  # fmt: skip
+    if worklist and env.main:
         print(f"worklist: {args.out / WORKLIST}")
     return 0
+
+
+@contextmanager
+def _scan_bar(scan: str) -> Iterator[Callable[[int, int], None]]:
+    from tqdm import tqdm
+
+    with tqdm(desc=Path(scan).name, unit="slice") as bar:
+        yield bar_progress(bar)
