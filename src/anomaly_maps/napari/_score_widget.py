@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox, Widget
+from magicgui.widgets import ComboBox, Container
 from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils import progress
@@ -33,7 +33,7 @@ from ..checkpoint import Checkpoint
 from ..errors import AnomalyMapsError, Cancelled
 from ..io import Volume
 from ..preprocessing import SliceStack, to_slices
-from ..scoring import ParamSpec, VolumeScore, get_scorer, list_scorers, score_volume
+from ..scoring import VolumeScore, get_scorer, list_scorers, score_volume
 from ._brain_mask import mask_token, masked_volume
 from ._docks import scrolling_layout
 from ._layers import (
@@ -43,6 +43,7 @@ from ._layers import (
     map_info,
     show_plane,
 )
+from ._param_form import param_widget
 from ._plots import SmallPlot
 from ._slicing import ModelSlicing, SlicePreview, score_model_slice
 from ._state import viewer_state
@@ -59,25 +60,6 @@ _DIRECTION = {
     "coronal": "posterior → anterior",
     "sagittal": "left → right",
 }
-_UNBOUNDED = 1e9
-
-
-def param_widget(spec: ParamSpec) -> Widget:
-    """A form field for one scorer parameter: its type, range and default; help as tooltip."""
-    tooltip = f"{spec.help} ({spec.expected()})" if spec.help else spec.expected()
-    common = {"name": spec.name, "label": spec.name, "tooltip": tooltip}
-    if spec.type is bool:
-        return CheckBox(value=spec.default, **common)
-    if spec.type is str:
-        return ComboBox(choices=list(spec.range or (spec.default,)), value=spec.default, **common)
-    lo, hi = spec.range or (None, None)
-    lo = -_UNBOUNDED if lo is None else lo
-    hi = _UNBOUNDED if hi is None else hi
-    if spec.type is int:
-        return SpinBox(value=spec.default, min=int(lo), max=int(min(hi, 2**31 - 1)), **common)
-    span = hi - lo if hi - lo < _UNBOUNDED else max(abs(spec.default), 1.0) * 10
-    step = 10 ** np.floor(np.log10(span / 100)) if span > 0 else 0.1
-    return FloatSpinBox(value=spec.default, min=lo, max=hi, step=float(step), **common)
 
 
 def write_slice_scores(
