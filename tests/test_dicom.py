@@ -244,3 +244,13 @@ def test_nifti_pair_keeps_its_header(tmp_path):
     volume = load_volume(tmp_path / "pair.img")
     np.testing.assert_allclose(volume.affine, affine, atol=1e-5)
     assert int(volume.header["qform_code"]) == 1
+
+
+def test_source_files_are_what_a_scan_is_read_from(tmp_path, tiny_nifti):
+    """--resume fingerprints these: a series' files, both files of a pair, a file."""
+    files = write_series(tmp_path / "s", _data(), oblique_affine())
+    assert io.source_files(files[2]) == sorted(files)
+    assert io.source_files(tmp_path / "s") == sorted(files)
+    nib.save(nib.AnalyzeImage(_data(), np.eye(4)), tmp_path / "scan.hdr")
+    assert io.source_files(tmp_path / "scan.img") == [tmp_path / "scan.img", tmp_path / "scan.hdr"]
+    assert io.source_files(tiny_nifti) == [tiny_nifti]

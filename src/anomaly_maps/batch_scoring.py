@@ -38,7 +38,7 @@ from ._fileio import write_text
 from .checkpoint import Checkpoint
 from .errors import AnomalyMapsError
 from .findings import Finding, Regions
-from .io import Volume, load_volume
+from .io import Volume, load_volume, source_files
 from .outputs import WORKLIST, ScoreFiles, write_findings, write_score
 from .scoring import score_volume
 from .scoring.postprocess import normalize_result
@@ -123,12 +123,7 @@ def _sha256(path: Path) -> str:
 
 def _input_fingerprint(scan: str) -> list:
     """Name, size and modification time of every file the scan is read from."""
-    path = Path(scan)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-    else:
-        pair = {".hdr": ".img", ".img": ".hdr"}.get(path.suffix.lower())
-        files = [path] + ([path.with_suffix(pair)] if pair else [])
+    files = source_files(scan)
     return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files if p.exists()]
 
 

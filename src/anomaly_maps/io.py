@@ -32,6 +32,7 @@ __all__ = [
     "available_memory",
     "load_volume",
     "save_volume",
+    "source_files",
 ]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -104,13 +105,38 @@ class Volume:
         return Volume(data, self.affine, self.path, self.header)
 
 
+def _analyze_pair(path: Path) -> Path:
+    """The other file of an Analyze ``.hdr``/``.img`` pair."""
+    return path.with_suffix(".img" if full_suffix(path) == ".hdr" else ".hdr")
+
+
+def _is_dicom(path: Path) -> bool:
+    """A DICOM series: a folder, or a file that is neither NIfTI nor Analyze but DICOM."""
+    known = full_suffix(path) in NIFTI_SUFFIXES + ANALYZE_SUFFIXES
+    return path.is_dir() or (not known and is_dicom_file(path))
+
+
+def source_files(path: str | os.PathLike) -> list[Path]:
+    """Every file :func:`load_volume` reads for ``path`` (to tell when a scan changed):
+    the file, both files of an Analyze pair, or the files of a DICOM series' folder (all
+    below a folder; beside a file of the series)."""
+    path = Path(path)
+    if _is_dicom(path):
+        folder = path if path.is_dir() else path.parent
+        found = folder.rglob("*") if path.is_dir() else folder.iterdir()
+        return sorted(p for p in found if p.is_file())
+    if full_suffix(path) in ANALYZE_SUFFIXES:
+        return [path, _analyze_pair(path)]
+    return [path]
+
+
 def _check_file(path: Path) -> None:
     """Staged checks before nibabel: not empty, a NIfTI or Analyze name, matching bytes."""
     if path.stat().st_size == 0:
         raise VolumeError(f"{path}: file is empty, expected {_EXPECTED}")
     suffix = full_suffix(path)
     if suffix in ANALYZE_SUFFIXES:
-        pair = path.with_suffix(".img" if suffix == ".hdr" else ".hdr")
+        pair = _analyze_pair(path)
         if not (pair.exists() or pair.with_suffix(pair.suffix.upper()).exists()):
             raise VolumeError(f"{path}: Analyze file without its pair {pair.name}")
         return
@@ -251,8 +277,7 @@ def load_volume(
     path = Path(path)
     if not path.exists():
         raise VolumeError(f"{path}: no such file")
-    known = full_suffix(path) in NIFTI_SUFFIXES + ANALYZE_SUFFIXES
-    if path.is_dir() or (not known and is_dicom_file(path)):
+    if _is_dicom(path):
         data, affine, header = _read_dicom(path, series)
     else:
         if series is not None:
