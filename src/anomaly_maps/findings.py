@@ -198,11 +198,11 @@ def find_regions(
     # flagged voxels grouped by label; ndimage.maximum(_position) would sort the whole
     # crop by value, seconds on a 256^3 map whose flagged voxels are spread over it.
     by_label = np.argsort(lab, kind="stable")  # a radix sort of the integer labels
-    sorted_values = values[by_label]
-    starts = np.searchsorted(lab[by_label], np.arange(1, n + 1))
+    sorted_labels, sorted_values = lab[by_label], values[by_label]
+    starts = np.searchsorted(sorted_labels, np.arange(1, n + 1))
     peak_value = np.maximum.reduceat(sorted_values, starts)
     hits = np.flatnonzero(sorted_values == np.repeat(peak_value, counts))
-    _, first = np.unique(lab[by_label][hits], return_index=True)
+    _, first = np.unique(sorted_labels[hits], return_index=True)
     peak_at = by_label[hits[first]]  # flagged-voxel index of the peak of label 1..n
     order = keep[np.argsort(-values[peak_at[keep - 1]], kind="stable")]
     lut = np.zeros(n + 1, dtype=np.int32)
