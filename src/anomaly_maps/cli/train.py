@@ -15,6 +15,7 @@ from .preprocess import AXES, NORMALIZATIONS
 #: The registered model kinds (``anomaly_maps.models``; not imported here, so that
 #: ``--help`` does not wait for torch; a test keeps the two equal).
 MODELS = ("vae", "cevae", "dae", "vqvae", "prior", "restoration")
+LR_SCHEDULES = ("constant", "cosine")  # = anomaly_maps.training.LR_SCHEDULES (a test checks)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +42,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=real(0, low_open=True), default=2e-4, help="learning rate")
     p.add_argument("--val-fraction", type=real(0, 1, high_open=True), default=0.1,
                    help="fraction of the volumes held out for validation, in [0, 1)")  # fmt: skip
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
+                   help="cosine: decay to 1 %% of --lr over --epochs")  # fmt: skip
+    p.add_argument("--patience", type=integer(0), default=0,
+                   help="stop after this many epochs without a lower validation loss "
+                   "(0: never); the best epoch is kept as OUT.best.safetensors")  # fmt: skip
     p.add_argument("--seed", type=integer(0), default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--no-augment", action="store_true", help="train on unaugmented slices")
@@ -117,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         augment=not args.no_augment,
         amp=not args.no_amp,
         skull_stripped=args.skull_stripped,
+        lr_schedule=args.lr_schedule,
+        patience=args.patience,
     )
     main_rank = dist_from_env().main
     if not main_rank:  # one copy of every warning, from rank 0

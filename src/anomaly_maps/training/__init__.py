@@ -25,7 +25,7 @@ from .config import TrainConfig
 from .data import SliceData, load_slices, split_train_val
 from .distributed import dist_from_env
 from .epoch import autocast_for, optimizer_step
-from .files import metrics_path, resume_path
+from .files import best_path, metrics_path, resume_path
 from .run import TrainResult, train
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "autocast_for",
+    "best_path",
     "dist_from_env",
     "load_slices",
     "metrics_path",

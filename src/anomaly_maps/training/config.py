@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .._config import FrozenConfig, is_int, is_real
 
-__all__ = ["TrainConfig"]
+__all__ = ["LR_SCHEDULES", "TrainConfig"]
+
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,15 @@ class TrainConfig(FrozenConfig):
     skull_stripped
         The training volumes are skull-stripped brains (recorded in the checkpoint;
         ``--brain-mask auto`` extracts the brain of a head scan only for such a model).
+    lr_schedule
+        ``constant``, or ``cosine``: the learning rate of epoch ``e`` (from 0) is
+        ``lr * (0.01 + 0.99 * (1 + cos(pi * e / epochs)) / 2)`` (Loshchilov and Hutter,
+        SGDR, ICLR 2017, without restarts), a function of the epoch alone, so a resumed
+        run follows the same curve.
+    patience
+        Stop once the validation loss has not improved for this many epochs (0: never).
+        The best epoch's weights are kept beside the checkpoint either way
+        (:func:`~anomaly_maps.training.files.best_path`).
     """
 
     epochs: int = 20
@@ -48,6 +60,8 @@ class TrainConfig(FrozenConfig):
     augment: bool = True
     amp: bool = True
     skull_stripped: bool = True
+    lr_schedule: str = "constant"
+    patience: int = 0
 
     def validate(self) -> None:
         self._require("epochs", is_int(self.epochs) and self.epochs >= 1, "an int >= 1")
@@ -68,6 +82,16 @@ class TrainConfig(FrozenConfig):
         )
         self._require("seed", is_int(self.seed) and self.seed >= 0, "an int >= 0")
         self._require("skull_stripped", isinstance(self.skull_stripped, bool), "a bool")
+        self._require(
+            "lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {list(LR_SCHEDULES)}"
+        )
+        self._require("patience", is_int(self.patience) and self.patience >= 0, "an int >= 0")
+
+    def epoch_lr(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (counted from 0) under :attr:`lr_schedule`."""
+        if self.lr_schedule == "constant":
+            return self.lr
+        return self.lr * (0.01 + 0.99 * (1 + math.cos(math.pi * epoch / self.epochs)) / 2)
 
     @classmethod
     def _label(cls) -> str:

@@ -69,10 +69,14 @@ def run_epoch(
     augment_spec: AugmentSpec | None,
     progress: Callable | None,
 ) -> dict[str, float]:
-    """One pass over ``data``; trains when ``optimizer`` is given. Returns mean terms."""
+    """One pass over ``data``; trains when ``optimizer`` is given. Returns mean terms.
+
+    Validation draws the same noise (corruptions, samples) in every epoch, so its loss
+    compares across epochs, as early stopping (``config.patience``) needs.
+    """
     training = optimizer is not None
     loss_module.train(training)
-    seed = _seed_everything(config.seed, epoch, env.rank)
+    seed = _seed_everything(config.seed, epoch if training else -1, env.rank)
     generator = torch.Generator(device=device).manual_seed(seed)
     batches = _batches(len(data), config.batch_size, env, config.seed, epoch, shuffle=training)
     autocast, scaler = autocast_for(device, config.amp)

@@ -16,13 +16,27 @@ from safetensors.torch import save_file
 from .._fileio import atomic_path
 from ..errors import CheckpointError
 
-__all__ = ["load_resume", "metrics_path", "resume_path", "save_resume", "write_metrics"]
+__all__ = [
+    "best_path",
+    "load_resume",
+    "metrics_path",
+    "resume_path",
+    "save_resume",
+    "write_metrics",
+]
 
 
 def resume_path(out: str | os.PathLike) -> Path:
     """Where the resume state of checkpoint ``out`` lives: ``run.resume.safetensors``."""
     out = Path(out)
     return out.with_name(out.name.removesuffix(".safetensors") + ".resume.safetensors")
+
+
+def best_path(out: str | os.PathLike) -> Path:
+    """Where the lowest-validation-loss epoch of checkpoint ``out`` is kept:
+    ``run.best.safetensors``."""
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".safetensors") + ".best.safetensors")
 
 
 def metrics_path(out: str | os.PathLike) -> Path:

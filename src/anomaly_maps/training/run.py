@@ -27,7 +27,14 @@ from .config import TrainConfig
 from .data import code_data, load_slices, split_train_val
 from .distributed import Dist, LossModule, check_replicas_agree, dist_from_env, process_group
 from .epoch import run_epoch
-from .files import load_resume, metrics_path, resume_path, save_resume, write_metrics
+from .files import (
+    best_path,
+    load_resume,
+    metrics_path,
+    resume_path,
+    save_resume,
+    write_metrics,
+)
 
 __all__ = ["TrainResult", "train"]
 
@@ -180,6 +187,11 @@ def _train(
     log.info("training %s on %d slices (%d for validation)", kind, len(train_data), len(val_data))
 
     for epoch in range(start_epoch, job.config.epochs):
+        if _out_of_patience(history, job.config.patience):
+            log.info("no lower validation loss for %d epochs: stopping", job.config.patience)
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = job.config.epoch_lr(epoch)
         t0 = time.perf_counter()
         common = {
             "config": job.config,
@@ -240,15 +252,35 @@ def _train(
                     "python": platform.python_version(),
                 },
             )
-            save_checkpoint(
-                job.out,
-                {**models, kind: model},
-                preprocessing=preprocessing,
-                records=CheckpointRecords(training=record),
-                overwrite=True,
-            )
+            targets = [job.out] + ([best_path(job.out)] if _is_best(history) else [])
+            for target in targets:
+                save_checkpoint(
+                    target,
+                    {**models, kind: model},
+                    preprocessing=preprocessing,
+                    records=CheckpointRecords(training=record),
+                    overwrite=True,
+                )
             save_resume(resume_path(job.out), optimizer, {"epoch": epoch + 1, "history": history})
             write_metrics(metrics_path(job.out), history)
     if job.env.world > 1:
         check_replicas_agree(model, job.device, job.env.world)
     return TrainResult(job.out, history, {**models, kind: model}, time.perf_counter() - started)
+
+
+def _is_best(history: list[dict[str, Any]]) -> bool:
+    """The last epoch has the lowest validation loss so far (or there is no validation)."""
+    losses = [row.get("val_loss", math.nan) for row in history]
+    if not math.isfinite(losses[-1]):
+        return len(history) == 1
+    return all(not losses[-1] > v for v in losses[:-1] if math.isfinite(v))
+
+
+def _out_of_patience(history: list[dict[str, Any]], patience: int) -> bool:
+    """``patience`` epochs have passed since the lowest validation loss (never for 0)."""
+    losses = [row.get("val_loss", math.nan) for row in history]
+    finite = [i for i, v in enumerate(losses) if math.isfinite(v)]
+    if patience == 0 or not finite:
+        return False
+    best = min(finite, key=lambda i: losses[i])
+    return len(history) - 1 - best >= patience
