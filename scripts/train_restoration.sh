@@ -6,7 +6,8 @@
 # validation loss (on the same corruptions every epoch) is kept as
 # restoration64.best.safetensors beside the last one.
 #
-# Usage (from the repository root): bash scripts/train_restoration.sh WORKDIR [EPOCHS]
+# Usage (from the repository root):
+#   bash scripts/train_restoration.sh WORKDIR [EPOCHS (30)] [WIDTHS ([16,32,64,128])]
 #   WORKDIR/bench      the benchmark; made as scripts/results.sh makes it when absent
 #   WORKDIR/restoration64.safetensors (+ .metrics.csv, .resume.safetensors)
 #   WORKDIR/eval_restoration/        `anomaly-maps evaluate` of disyre and fpi
@@ -24,8 +25,9 @@
 # the training loop's augmentation (anomaly_maps.augment: affine, elastic, bias field,
 # gamma, noise), which --no-augment would switch off (it is on here).
 set -euo pipefail
-W=${1:?usage: scripts/train_restoration.sh WORKDIR [EPOCHS]}
+W=${1:?usage: scripts/train_restoration.sh WORKDIR [EPOCHS] [WIDTHS]}
 EPOCHS=${2:-30}
+WIDTHS=${3:-[16,32,64,128]}
 B=$W/bench
 mkdir -p "$W"
 timed() { local name=$1; shift; local t0; t0=$(date +%s); "$@"; echo "$name $(( $(date +%s) - t0 )) s" | tee -a "$W/times.txt"; }
@@ -37,7 +39,7 @@ fi
 
 # Model: preset cpu64 with each hyper-parameter restated (see RestorationConfig).
 timed train-restoration anomaly-maps train --model restoration --preset cpu64 \
-    --set size=64 in_channels=1 'widths=[16,32,64,128]' corruption=dag \
+    --set size=64 in_channels=1 "widths=$WIDTHS" corruption=dag \
           'shape_radius=[0.06,0.3]' 'level_range=[0.0,1.0]' thick_prob=0.3 \
           p_unconditional=0.3 alpha_weight=0.1 \
     --data "$B/train/*.nii.gz" --out "$W/restoration64.safetensors" \

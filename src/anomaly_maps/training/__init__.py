@@ -21,7 +21,7 @@ Modules: :mod:`.config` (:class:`TrainConfig`), :mod:`.data` (slices, split),
 state, metrics CSV), :mod:`.run` (:func:`train`).
 """
 
-from .config import TrainConfig
+from .config import LR_SCHEDULES, TrainConfig
 from .data import SliceData, load_slices, split_train_val
 from .distributed import dist_from_env
 from .epoch import autocast_for, optimizer_step
@@ -29,6 +29,7 @@ from .files import best_path, metrics_path, resume_path
 from .run import TrainResult, train
 
 __all__ = [
+    "LR_SCHEDULES",
     "SliceData",
     "TrainConfig",
     "TrainResult",
