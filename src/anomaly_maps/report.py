@@ -128,6 +128,8 @@ def panel(canonical: _Canonical, finding: Finding, view: str) -> Panel:
 
 
 def _draw(ax, p: Panel, threshold: float, low: float, high: float) -> None:
+    from matplotlib.patheffects import withStroke
+
     ax.imshow(p.scan, cmap="gray", aspect=p.aspect)
     ax.imshow(np.ma.masked_less(p.heat, threshold), cmap="inferno", aspect=p.aspect,
               alpha=0.8, vmin=low, vmax=high)  # fmt: skip
@@ -138,7 +140,8 @@ def _draw(ax, p: Panel, threshold: float, low: float, high: float) -> None:
               ((0.5, 0.98), "center", "top"), ((0.5, 0.02), "center", "bottom"))  # fmt: skip
     for letter, (xy, ha, va) in zip(p.edges, places, strict=True):
         ax.text(*xy, letter, transform=ax.transAxes, ha=ha, va=va, color="white",
-                fontsize=11, fontweight="bold")  # fmt: skip
+                fontsize=11, fontweight="bold",
+                path_effects=[withStroke(linewidth=2.5, foreground="black")])  # fmt: skip
     ax.set_title(p.view, color="white", fontsize=10)
     ax.set_axis_off()
 
@@ -149,7 +152,7 @@ def finding_figure_png(
     """Three panels (axial, coronal, sagittal) through ``finding``'s peak, as PNG bytes."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(10.5, 3.8), dpi=80, facecolor="black")
+    figure = Figure(figsize=(10.5, 3.8), dpi=100, facecolor="black")
     for ax, (name, _) in zip(figure.subplots(1, 3), VIEWS, strict=True):
         _draw(ax, panel(canonical, finding, name), threshold, low, high)
     label = f": {finding.label_text}" if finding.label_text else ""
