@@ -109,3 +109,16 @@ def test_panels_are_radiological_with_edge_letters(affine, tiny_checkpoint):
     axial = colour[:, : png.shape[1] // 3]
     cols = np.nonzero(axial)[1]
     assert cols.size and cols.max() < axial.shape[1] / 2  # right of the patient: left half
+
+
+def test_empty_mask_is_a_valid_empty_report(tiny_checkpoint):
+    """No voxel may be flagged: no finding, the page says so (no colour scale to take
+    from an empty brain, no crash)."""
+    heat = np.ones(SHAPE, np.float32)
+    nothing = np.zeros(SHAPE, bool)
+    scan = Volume(heat, np.eye(4))
+    regions = find_regions(heat, scan.affine, 0.5, mask=nothing)
+    assert regions.findings == () and not regions.labels.any()
+    page = report_html(scan, _result(heat, nothing), regions, load_checkpoint(tiny_checkpoint),
+                       "--threshold")  # fmt: skip
+    assert "No region above the threshold" in page and "base64" not in page
