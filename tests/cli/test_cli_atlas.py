@@ -1,25 +1,14 @@
 """``score --atlas``: findings named in the CSV, worklist and report; refusals before work."""
 
-import csv
-
 import numpy as np
 import pytest
+from test_cli_findings import _rows, _score
 
 from anomaly_maps import atlas as atlas_module
-from anomaly_maps.cli import main
 from anomaly_maps.findings import FINDING_COLUMNS
 from anomaly_maps.worklist import WORKLIST_COLUMNS
 
 from conftest import write_nifti
-
-
-def _score(inputs, checkpoint, out, *extra):
-    return main(["score", *map(str, inputs), "--checkpoint", str(checkpoint), "--out", str(out),
-                 "--device", "cpu", "--scorer", "rec", *extra])  # fmt: skip
-
-
-def _rows(path):
-    return list(csv.reader(line for line in path.open() if not line.startswith("#")))
 
 
 @pytest.fixture
