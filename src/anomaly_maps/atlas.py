@@ -86,15 +86,30 @@ class Atlas:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_inverse", np.linalg.inv(np.asarray(self.affine, float)))
 
+    def _at(self, index: list[np.ndarray]) -> np.ndarray:
+        """Labels at fractional atlas indices (one array per axis): the nearest voxel's,
+        0 outside the atlas' grid."""
+        index = [np.rint(i).astype(np.intp) for i in index]
+        inside = np.ones(index[0].shape, dtype=bool)
+        for i, size in zip(index, self.labels.shape, strict=True):
+            inside &= (i >= 0) & (i < size)
+        out = np.zeros(index[0].shape, dtype=np.int64)
+        out[inside] = self.labels[tuple(i[inside] for i in index)]
+        return out
+
     def lookup(self, points_mm: np.ndarray) -> np.ndarray:
         """The label (int) at each world point (``(..., 3)`` mm): the nearest atlas voxel's,
         0 outside the atlas' grid."""
-        points = np.asarray(points_mm, dtype=np.float64)
-        voxels = np.rint(nib.affines.apply_affine(self._inverse, points)).astype(np.int64)
-        inside = np.all((voxels >= 0) & (voxels < self.labels.shape), axis=-1)
-        out = np.zeros(points.shape[:-1], dtype=np.int64)
-        out[inside] = self.labels[tuple(voxels[inside].T)]
-        return out
+        index = nib.affines.apply_affine(self._inverse, np.asarray(points_mm, np.float64))
+        return self._at(list(np.moveaxis(index, -1, 0)))
+
+    def voxel_labels(self, coords: tuple[np.ndarray, ...], affine: np.ndarray) -> np.ndarray:
+        """The label at each voxel ``coords`` (one index array per data axis) of a scan
+        with ``affine``: scan voxel -> atlas index in one composed affine (no array of
+        world points: a refresh on a 256^3 map may look up millions of voxels)."""
+        m = self._inverse @ np.asarray(affine, np.float64)
+        return self._at([m[r, 0] * coords[0] + m[r, 1] * coords[1] + m[r, 2] * coords[2]
+                         + m[r, 3] for r in range(3)])  # fmt: skip
 
     def name_of(self, label: int) -> str:
         """A label's name; "" for label 0 (no structure), whatever the names file says."""
@@ -105,25 +120,27 @@ class Atlas:
         return self.name_of(self.lookup(np.asarray(point_mm, float)[None])[0])
 
     def region_names(
-        self, regions: np.ndarray, affine: np.ndarray, peaks_mm: np.ndarray
+        self,
+        region: np.ndarray,
+        coords: tuple[np.ndarray, ...],
+        affine: np.ndarray,
+        peaks: np.ndarray,
     ) -> list[RegionNames]:
-        """Names of regions ``1..len(peaks_mm)`` of the index volume ``regions`` (on a
-        scan's grid, ``affine``): peak label, and the label covering most voxels with
-        its share (counted over all the region's voxels, unlabelled ones included;
-        a tie goes to the lower label)."""
-        n = len(peaks_mm)
-        flat = np.flatnonzero(regions)
-        region = regions.ravel()[flat]
-        voxels = np.stack(np.unravel_index(flat, regions.shape), axis=1)
-        labels = self.lookup(nib.affines.apply_affine(affine, voxels))
+        """Names of regions ``1..len(peaks)`` of a scan with ``affine``: ``region`` holds
+        the region (0: none) of each voxel at ``coords``; ``peaks`` the ``(n, 3)`` peak
+        voxels. The label covering most voxels comes with its share, counted over all the
+        region's voxels, unlabelled ones included (a tie goes to the lower label)."""
+        n = len(peaks)
+        labels = self.voxel_labels(coords, affine)
         width = int(labels.max(initial=0)) + 1
         counts = np.bincount(region * width + labels, minlength=(n + 1) * width)
         counts = counts.reshape(n + 1, width)[1:]
         sizes = counts.sum(axis=1)
         counts[:, 0] = 0  # unlabelled voxels never name a region
         main = counts.argmax(axis=1)
+        peak_labels = self.voxel_labels(tuple(np.reshape(peaks, (n, 3)).T), affine)
         out = []
-        for i, peak in enumerate(self.lookup(np.asarray(peaks_mm, float).reshape(n, 3))):
+        for i, peak in enumerate(peak_labels):
             covered = int(counts[i, main[i]])
             out.append(RegionNames(
                 self.name_of(peak),

@@ -251,8 +251,10 @@ def find_regions(
     peak_values = anomaly_map[tuple(peak_vox.T)].astype(np.float64)
     above = healthy_fraction_above(peak_values, calibration)
     axial = axial_axis(affine)
-    names = (atlas.region_names(labels, affine, peak_mm) if atlas is not None
-             else [RegionNames()] * order.size)  # fmt: skip
+    names = [RegionNames()] * order.size
+    if atlas is not None:  # the flagged voxels only, in scan indices, by finding number
+        scan_coords = tuple(c + o for c, o in zip(coords, offset, strict=True))
+        names = atlas.region_names(lut[lab], scan_coords, affine, peak_vox)
     findings = tuple(
         Finding(
             index=i + 1,
