@@ -141,5 +141,6 @@ def test_validated_threshold_and_rank():
     with pytest.raises(ParameterError, match="--threshold"):
         validated_threshold(None, "rec of model.safetensors")
     assert volume_rank(2.5, [1.0, 2.0, 3.0, 4.0]) == 0.5
-    with pytest.raises(ParameterError, match="calibrated rank"):
-        volume_rank(2.5, None)
+    for none in (None, []):
+        with pytest.raises(ParameterError, match="calibrated rank"):
+            volume_rank(2.5, none)

@@ -67,3 +67,58 @@ def test_worklist_puts_the_most_suspicious_first():
     assert [line.split(",")[0] for line in worklist_csv(rows).splitlines()[1:]] == ["b", "a"]
     ranked = [replace(rows[0], rank=0.0), replace(rows[1], rank=0.5)]  # rank beats the score
     assert [line.split(",")[0] for line in worklist_csv(ranked).splitlines()[1:]] == ["a", "b"]
+
+
+def _centred(affine: np.ndarray) -> np.ndarray:
+    """``affine`` moved so that the volume's centre voxel sits at world (0, 0, 0)."""
+    out = affine.copy()
+    out[:3, 3] = -affine[:3, :3] @ ((np.asarray(SHAPE) - 1) / 2)
+    return out
+
+
+@pytest.mark.parametrize("affine", [np.eye(4), _flipped_affine()], ids=["ras", "lpi"])
+def test_panels_are_radiological_with_edge_letters(affine, tiny_checkpoint):
+    """A lesion on the patient's right, anterior and superior: left half of the axial and
+    coronal panels, left (nose side) of the sagittal one, upper half where up is S or A;
+    the same in the PNG's pixels."""
+    from io import BytesIO
+
+    from matplotlib.image import imread
+
+    from anomaly_maps.report import finding_figure_png, panel
+
+    affine = _centred(affine)
+    voxel = np.rint(np.linalg.solve(affine[:3, :3], np.array([6.0, 5.0, 4.0]) - affine[:3, 3]))
+    heat = np.zeros(SHAPE, np.float32)
+    heat[sphere(SHAPE, voxel, 1.5)] = 2.0
+    scan = Volume(np.ones(SHAPE, np.float32), affine)
+    regions = find_regions(heat, affine, 1.0)
+    canonical = _Canonical(scan, heat, regions.labels)
+    (finding,) = regions.findings
+    expected = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I"),
+                "sagittal": ("A", "P", "S", "I")}  # fmt: skip
+    for view, edges in expected.items():
+        p = panel(canonical, finding, view)
+        assert p.edges == edges
+        rows, cols = np.nonzero(p.heat >= 1.0)
+        assert cols.max() < p.heat.shape[1] / 2 and rows.max() < p.heat.shape[0] / 2
+        assert p.region[p.peak] and p.heat[p.peak] == 2.0
+    png = imread(BytesIO(finding_figure_png(canonical, finding, 1.0, 1.0, 2.0)))[..., :3]
+    colour = np.ptp(png, axis=2) > 0.2  # the overlay (inferno), outline and peak marker
+    colour[: png.shape[0] // 6] = False  # the title
+    axial = colour[:, : png.shape[1] // 3]
+    cols = np.nonzero(axial)[1]
+    assert cols.size and cols.max() < axial.shape[1] / 2  # right of the patient: left half
+
+
+def test_empty_mask_is_a_valid_empty_report(tiny_checkpoint):
+    """No voxel may be flagged: no finding, the page says so (no colour scale to take
+    from an empty brain, no crash)."""
+    heat = np.ones(SHAPE, np.float32)
+    nothing = np.zeros(SHAPE, bool)
+    scan = Volume(heat, np.eye(4))
+    regions = find_regions(heat, scan.affine, 0.5, mask=nothing)
+    assert regions.findings == () and not regions.labels.any()
+    page = report_html(scan, _result(heat, nothing), regions, load_checkpoint(tiny_checkpoint),
+                       "--threshold")  # fmt: skip
+    assert "No region above the threshold" in page and "base64" not in page

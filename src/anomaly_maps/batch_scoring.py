@@ -27,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -44,6 +44,9 @@ from .scoring import score_volume
 from .scoring.postprocess import normalize_result
 from .training.distributed import Dist, dist_from_env, process_group
 from .worklist import WorklistRow, worklist_csv
+
+if TYPE_CHECKING:
+    from .atlas import Atlas
 
 __all__ = [
     "ScoringJob",
@@ -100,6 +103,7 @@ class ScoringJob:
     brain_mask: str = "none"
     min_ml: float = 0.1
     overwrite: bool = False
+    atlas: Atlas | None = None
 
     def settings(self) -> dict[str, Any]:
         """Everything that changes a scan's outputs, for its completion record."""
@@ -110,6 +114,8 @@ class ScoringJob:
             "brain_mask": self.brain_mask,
             "thresholds": {k: list(v) for k, v in self.thresholds.items()},
             "min_ml": self.min_ml if self.thresholds else None,
+            # only with --atlas: the records of runs without one stay valid
+            **({"atlas": self.atlas.name} if self.atlas is not None else {}),
         }  # fmt: skip
 
 
@@ -269,7 +275,7 @@ def _write_scan(job: ScoringJob, scan: str, volume: Volume, results: list,
             row = write_findings(
                 volume, raw, result.volume_score, files[raw.scorer], job.checkpoint,
                 job.thresholds[raw.scorer], calibration=job.calibrations.get(raw.scorer),
-                min_ml=job.min_ml, overwrite=overwrite,
+                min_ml=job.min_ml, atlas=job.atlas, overwrite=overwrite,
             )  # fmt: skip
             rows.append(row)
             log(f"{scan}: {raw.scorer} {len(row.regions.findings)} finding(s) at "

@@ -12,8 +12,11 @@ peak, and how unusual the peak is: the fraction of healthy validation voxels sco
 higher, read from the model's :class:`~anomaly_maps.records.Calibration` pixel
 quantiles (empty without one).
 
-The ``atlas_label`` column stays empty: no atlas ships with the package, and the
-models' space is the scan's own, not a template with a registered atlas.
+With an :class:`~anomaly_maps.atlas.Atlas` (``score --atlas``) each region is named:
+``atlas_label`` is the label covering most of its voxels, ``atlas_share`` the fraction
+of its voxels that label covers, ``peak_atlas_label`` the label at its peak; all empty
+without an atlas. Names are right only when the scan is in the atlas' space (MNI for
+AAL): see :mod:`anomaly_maps.atlas`.
 
 :func:`validated_threshold` is the threshold findings use by default (the model's
 best-Dice threshold, else the healthy 99th percentile); :func:`volume_rank` is a scan's
@@ -30,9 +33,11 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from .atlas import RegionNames
 from .errors import ParameterError
 
 if TYPE_CHECKING:
+    from .atlas import Atlas
     from .records import Calibration
 
 __all__ = [
@@ -54,6 +59,7 @@ FINDING_COLUMNS: tuple[str, ...] = (
     "peak_x_mm", "peak_y_mm", "peak_z_mm", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
     "peak_i", "peak_j", "peak_k", "peak_axial_slice",
     "bbox_i0", "bbox_i1", "bbox_j0", "bbox_j1", "bbox_k0", "bbox_k1", "atlas_label",
+    "atlas_share", "peak_atlas_label",
 )  # fmt: skip
 
 _STRUCTURE = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity
@@ -68,6 +74,8 @@ class Finding:
     per data axis, stop exclusive. ``peak_axial_slice`` is the peak's index along the
     data axis closest to inferior-superior. ``healthy_above`` is the fraction of
     healthy validation voxels scoring above the peak (``None`` without a calibration).
+    ``atlas_label`` names the atlas label covering most voxels, ``atlas_share`` the
+    fraction it covers, ``peak_atlas_label`` the label at the peak (empty without an atlas).
     """
 
     index: int
@@ -82,13 +90,27 @@ class Finding:
     peak_axial_slice: int
     healthy_above: float | None = None
     atlas_label: str = ""
+    atlas_share: float | None = None
+    peak_atlas_label: str = ""
 
     def row(self) -> tuple:
         """The values of :data:`FINDING_COLUMNS`, in order."""
         bbox = tuple(v for pair in self.bbox for v in pair)
         return (self.index, self.volume_ml, self.voxels, self.peak_score, self.mean_score,
                 self.healthy_above, *self.peak_mm, *self.centroid_mm, *self.peak_voxel,
-                self.peak_axial_slice, *bbox, self.atlas_label)  # fmt: skip
+                self.peak_axial_slice, *bbox, self.atlas_label, self.atlas_share,
+                self.peak_atlas_label)  # fmt: skip
+
+    @property
+    def label_text(self) -> str:
+        """The atlas names for a reader: ``"Frontal_Sup_L (62 %)"``, and the peak's label
+        when it differs (``"...; peak in Precentral_L"``); "" without an atlas label."""
+        if not self.atlas_label:
+            return ""
+        text = f"{self.atlas_label} ({100 * self.atlas_share:.0f} %)"
+        if self.peak_atlas_label != self.atlas_label:
+            text += f"; peak in {self.peak_atlas_label or 'no labelled structure'}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -97,13 +119,15 @@ class Regions:
 
     ``labels`` (int32, the map's shape) holds each flagged voxel's finding index, 0
     elsewhere (specks below ``min_ml`` included). No finding is a valid result: the
-    map has no region above the threshold.
+    map has no region above the threshold. ``atlas`` names the atlas the findings were
+    named with ("" without one).
     """
 
     findings: tuple[Finding, ...]
     labels: np.ndarray
     threshold: float
     min_ml: float
+    atlas: str = ""
 
     @property
     def total_ml(self) -> float:
@@ -158,6 +182,7 @@ def find_regions(
     mask: np.ndarray | None = None,
     min_ml: float = 0.0,
     calibration: Calibration | None = None,
+    atlas: Atlas | None = None,
 ) -> Regions:
     """Connected regions of ``anomaly_map >= threshold`` (within ``mask``), measured.
 
@@ -175,6 +200,8 @@ def find_regions(
         Regions smaller than this (ml) are specks and dropped.
     calibration
         The scorer's calibration, for ``healthy_above``; ``None`` leaves it empty.
+    atlas
+        Names the regions (``atlas_label``...); right only for a scan in its space.
     """
     anomaly_map = np.asarray(anomaly_map)
     affine = np.asarray(affine, dtype=np.float64)
@@ -191,8 +218,9 @@ def find_regions(
     lab = labels_c.ravel()[flat]
     counts = np.bincount(lab, minlength=n + 1)[1:]
     keep = np.flatnonzero(counts * voxel_ml >= min_ml) + 1
+    atlas_name = atlas.name if atlas is not None else ""
     if not keep.size:
-        return Regions((), labels, float(threshold), float(min_ml))
+        return Regions((), labels, float(threshold), float(min_ml), atlas_name)
     values = anomaly_map[crop].ravel()[flat].astype(np.float64)
     # Each region's peak among its own voxels (ties: the first in C order), from the
     # flagged voxels grouped by label; ndimage.maximum(_position) would sort the whole
@@ -223,6 +251,10 @@ def find_regions(
     peak_values = anomaly_map[tuple(peak_vox.T)].astype(np.float64)
     above = healthy_fraction_above(peak_values, calibration)
     axial = axial_axis(affine)
+    names = [RegionNames()] * order.size
+    if atlas is not None:  # the flagged voxels only, in scan indices, by finding number
+        scan_coords = tuple(c + o for c, o in zip(coords, offset, strict=True))
+        names = atlas.region_names(lut[lab], scan_coords, affine, peak_vox)
     findings = tuple(
         Finding(
             index=i + 1,
@@ -236,25 +268,34 @@ def find_regions(
             bbox=tuple((s.start + o, s.stop + o) for s, o in zip(boxes[i], offset, strict=True)),
             peak_axial_slice=int(peak_vox[i, axial]),
             healthy_above=None if above is None else float(above[i]),
+            atlas_label=names[i].main,
+            atlas_share=names[i].main_share,
+            peak_atlas_label=names[i].peak,
         )
         for i, r in enumerate(order)
     )
-    return Regions(findings, labels, float(threshold), float(min_ml))
+    return Regions(findings, labels, float(threshold), float(min_ml), atlas_name)
 
 
 def csv_cell(value: object) -> str:
-    """A CSV cell: empty for ``None``, 6 significant digits for floats."""
+    """A CSV cell: empty for ``None``, 6 significant digits for floats; text holding a
+    comma, quote or line break quoted as RFC 4180 says (atlas names may)."""
     if value is None:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value)
+    text = str(value)
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def findings_csv(regions: Regions, comments: Sequence[str] = ()) -> str:
     """The findings as CSV text: ``# `` comment lines, a header, one row per finding
     (a header only when there is none)."""
     lines = [f"# {c}" for c in comments]
+    if regions.atlas:
+        lines.append(f"# atlas {regions.atlas}: labels are right only for a scan in its space")
     lines.append(",".join(FINDING_COLUMNS))
     lines += [",".join(csv_cell(v) for v in f.row()) for f in regions.findings]
     return "\n".join(lines) + "\n"

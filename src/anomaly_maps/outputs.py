@@ -36,6 +36,7 @@ from .io import NIFTI_SUFFIXES, Volume, save_volume
 from .preprocessing import PreprocessingSpec, SliceStack, slices_to_volume, to_slices
 
 if TYPE_CHECKING:
+    from .atlas import Atlas
     from .checkpoint import Checkpoint
     from .records import Calibration
     from .scoring.pipeline import VolumeScore
@@ -192,10 +193,12 @@ def write_findings(
     *,
     calibration: Calibration | None = None,
     min_ml: float = 0.0,
+    atlas: Atlas | None = None,
     overwrite: bool = False,
 ) -> WorklistRow:
     """Find the regions of ``raw``'s (unnormalised) map above ``threshold`` (value,
-    source) and write the planned findings CSV and report; returns the worklist row.
+    source), named with ``atlas`` if given, and write the planned findings CSV and
+    report; returns the worklist row.
 
     No region is a valid result: the CSV then holds its header only. A slice-only
     scorer has no map: its CSV and report say so and hold no finding.
@@ -206,13 +209,15 @@ def write_findings(
     value, source = threshold
     heat = raw.map if raw.map is not None else np.zeros(volume.data.shape, np.float32)
     regions = find_regions(heat, volume.affine, value, mask=raw.foreground, min_ml=min_ml,
-                           calibration=calibration)  # fmt: skip
+                           calibration=calibration, atlas=atlas)  # fmt: skip
     healthy = None if calibration is None else calibration.volume_scores.get(raw.aggregate)
     rank = None if healthy is None else volume_rank(raw.volume_score, healthy)
     comments = [f"scan {volume.path}, scorer {raw.scorer} {raw.params}",
                 f"threshold {value:.6g} (raw map units): {source}; minimum size {min_ml:g} ml",
                 "healthy_above: fraction of healthy validation voxels above the peak; "
-                "atlas_label: no atlas is shipped, left empty"]  # fmt: skip
+                "atlas_label, atlas_share, peak_atlas_label: the atlas label covering most "
+                "of the region, the share it covers, the label at the peak (empty without "
+                "--atlas)"]  # fmt: skip
     if raw.map is None:
         comments.append(f"{raw.scorer} rates slices only: no map, no findings")
     elif not regions.findings:

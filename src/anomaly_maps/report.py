@@ -6,8 +6,11 @@ the threshold with its source, the findings table, and for each of the top findi
 the axial, coronal and sagittal slices through its peak with the map over the scan
 (inferno, above the threshold), the region's outline (cyan) and its peak (+). Pictures are PNGs
 drawn with matplotlib's Agg canvas (no display) and embedded as base64, so the file
-can be mailed or archived alone. Slices are shown in RAS+ order, the patient's right on
-the image's right for axial and coronal views (neurological convention).
+can be mailed or archived alone. Panels are radiological, as the viewer's views
+(:mod:`anomaly_maps.napari._views`): anterior (axial) or superior (coronal, sagittal) up,
+the patient's right on the panel's left in axial and coronal panels, the nose on the left
+in sagittal ones; letters on every edge (R/L, A/P, S/I) say so on the picture itself.
+With an atlas (``score --atlas``) the table and the captions name each finding's anatomy.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import nibabel as nib
@@ -26,7 +30,7 @@ if TYPE_CHECKING:
     from .io import Volume
     from .scoring.pipeline import VolumeScore
 
-__all__ = ["TOP_FINDINGS", "VIEWS", "finding_figure_png", "report_html"]
+__all__ = ["TOP_FINDINGS", "VIEWS", "Panel", "finding_figure_png", "panel", "report_html"]
 
 #: How many findings get pictures (the table lists all).
 TOP_FINDINGS = 10
@@ -34,10 +38,14 @@ TOP_FINDINGS = 10
 #: The views of each finding and the RAS+ axis each one cuts across.
 VIEWS: tuple[tuple[str, int], ...] = (("axial", 2), ("coronal", 1), ("sagittal", 0))
 
+_LETTERS = ("RL", "AP", "SI")  # per RAS+ axis: the letter of its + and - ends
+
 _TABLE = (("finding", "#"), ("volume_ml", "ml"), ("peak_score", "peak"),
           ("mean_score", "mean"), ("healthy_above", "healthy above peak"),
           ("peak_mm", "peak (mm, RAS)"), ("centroid_mm", "centroid (mm, RAS)"),
           ("peak_voxel", "peak voxel"), ("peak_axial_slice", "axial slice"))  # fmt: skip
+
+_FIELD = {"finding": "index"}  # table key -> Finding attribute, where they differ
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em; max-width: 1100px; color: #222; }
@@ -84,32 +92,72 @@ def _text(value: object) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class Panel:
+    """One view through a finding's peak, in screen order: row 0 at the top, column 0 on
+    the left (radiological). ``peak`` is ``(row, column)``; ``edges`` the anatomical
+    letters of the left, right, top and bottom edges; ``aspect`` a pixel's height/width."""
+
+    view: str
+    scan: np.ndarray
+    heat: np.ndarray
+    region: np.ndarray
+    peak: tuple[int, int]
+    aspect: float
+    edges: tuple[str, str, str, str]
+
+
+def panel(canonical: _Canonical, finding: Finding, view: str) -> Panel:
+    """The ``view`` slice through ``finding``'s peak: the RAS+ axis shown across runs
+    leftward (its + end on the left), the one shown up upward, as the viewer shows it."""
+    axis = dict(VIEWS)[view]
+    peak, box = canonical.index(finding.peak_voxel), canonical.box
+    cut = tuple(peak[a] if a == axis else box[a] for a in range(3))
+    across, up = (a for a in range(3) if a != axis)
+
+    def screen(data: np.ndarray) -> np.ndarray:  # (across, up) -> rows down, columns right
+        return data[cut].T[::-1, ::-1]
+
+    scan = screen(canonical.scan)
+    row = scan.shape[0] - 1 - (peak[up] - box[up].start)
+    col = scan.shape[1] - 1 - (peak[across] - box[across].start)
+    edges = (_LETTERS[across][0], _LETTERS[across][1], _LETTERS[up][0], _LETTERS[up][1])
+    return Panel(view, scan, screen(canonical.heat),
+                 np.equal(screen(canonical.labels), finding.index), (row, col),
+                 float(canonical.zooms[up] / canonical.zooms[across]), edges)  # fmt: skip
+
+
+def _draw(ax, p: Panel, threshold: float, low: float, high: float) -> None:
+    from matplotlib.patheffects import withStroke
+
+    ax.imshow(p.scan, cmap="gray", aspect=p.aspect)
+    ax.imshow(np.ma.masked_less(p.heat, threshold), cmap="inferno", aspect=p.aspect,
+              alpha=0.8, vmin=low, vmax=high)  # fmt: skip
+    if p.region.any():
+        ax.contour(p.region, levels=[0.5], colors="cyan", linewidths=1.0)
+    ax.plot(p.peak[1], p.peak[0], "+", color="lime", markersize=12, markeredgewidth=1.5)
+    places = (((0.02, 0.5), "left", "center"), ((0.98, 0.5), "right", "center"),
+              ((0.5, 0.98), "center", "top"), ((0.5, 0.02), "center", "bottom"))  # fmt: skip
+    for letter, (xy, ha, va) in zip(p.edges, places, strict=True):
+        ax.text(*xy, letter, transform=ax.transAxes, ha=ha, va=va, color="white",
+                fontsize=11, fontweight="bold",
+                path_effects=[withStroke(linewidth=2.5, foreground="black")])  # fmt: skip
+    ax.set_title(p.view, color="white", fontsize=10)
+    ax.set_axis_off()
+
+
 def finding_figure_png(
     canonical: _Canonical, finding: Finding, threshold: float, low: float, high: float
 ) -> bytes:
     """Three panels (axial, coronal, sagittal) through ``finding``'s peak, as PNG bytes."""
     from matplotlib.figure import Figure
 
-    peak = canonical.index(finding.peak_voxel)
-    zooms, box = canonical.zooms, canonical.box
-    figure = Figure(figsize=(10.5, 3.8), dpi=80, facecolor="black")
-    for ax, (name, axis) in zip(figure.subplots(1, 3), VIEWS, strict=True):
-        cut = tuple(peak[a] if a == axis else box[a] for a in range(3))
-        cols, rows = (a for a in range(3) if a != axis)
-        aspect = zooms[rows] / zooms[cols]
-        scan, heat = canonical.scan[cut].T, canonical.heat[cut].T
-        region = np.equal(canonical.labels[cut].T, finding.index)
-        ax.imshow(scan, cmap="gray", origin="lower", aspect=aspect)
-        ax.imshow(np.ma.masked_less(heat, threshold), cmap="inferno", origin="lower",
-                  aspect=aspect, alpha=0.8, vmin=low, vmax=high)  # fmt: skip
-        if region.any():
-            ax.contour(region, levels=[0.5], colors="cyan", linewidths=1.0)
-        ax.plot(peak[cols] - box[cols].start, peak[rows] - box[rows].start, "+", color="lime",
-                markersize=12, markeredgewidth=1.5)  # fmt: skip
-        ax.set_title(f"{name}", color="white", fontsize=10)
-        ax.set_axis_off()
+    figure = Figure(figsize=(10.5, 3.8), dpi=100, facecolor="black")
+    for ax, (name, _) in zip(figure.subplots(1, 3), VIEWS, strict=True):
+        _draw(ax, panel(canonical, finding, name), threshold, low, high)
+    label = f": {finding.label_text}" if finding.label_text else ""
     figure.suptitle(f"finding {finding.index}: {finding.volume_ml:.3g} ml, peak "
-                    f"{finding.peak_score:.4g}", color="white", fontsize=11)  # fmt: skip
+                    f"{finding.peak_score:.4g}{label}", color="white", fontsize=11)  # fmt: skip
     figure.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.84, wspace=0.03)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", facecolor=figure.get_facecolor())
@@ -125,10 +173,11 @@ def _rows(pairs) -> str:
 def _findings_table(regions: Regions) -> str:
     if not regions.findings:
         return '<p class="note">No region above the threshold: a valid result.</p>'
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in _TABLE)
+    columns = _TABLE + ((("label_text", "atlas label"),) if regions.atlas else ())
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{_text(getattr(f, key if key != 'finding' else 'index'))}</td>"
-                         for key, _ in _TABLE) + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(_text(getattr(f, _FIELD.get(key, key))))}</td>"
+                         for key, _ in columns) + "</tr>"
         for f in regions.findings
     )  # fmt: skip
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -164,7 +213,9 @@ def report_html(
         '<p class="note">healthy above peak: the fraction of healthy validation voxels '
         "scoring higher than the peak (empty without a calibration). Positions in world "
         "millimetres (RAS+). Pictures: map above the threshold (inferno), the region's "
-        "outline (cyan), the peak (green +); the patient's right on the image's right.</p>"
+        "outline (cyan), the peak (green +); radiological, as in the viewer: the "
+        "patient's right on the left of axial and coronal panels, the nose on the left of "
+        "sagittal ones (letters on each edge).</p>"
         f"{pictures}"
     )
     return _page(volume, checkpoint, result, regions, threshold_source, body)
@@ -177,6 +228,9 @@ def _page(volume, checkpoint, result, regions, threshold_source: str, findings: 
              ("minimum size", f"{regions.min_ml:g} ml"),
              ("volume score", f"{result.volume_score:.4g} ({result.aggregate}, raw)"),
              ("findings", f"{len(regions.findings)}, {regions.total_ml:.3g} ml")]  # fmt: skip
+    if regions.atlas:
+        setup.append(("atlas", f"{regions.atlas}: labels are right only for a scan in the "
+                      "atlas' space (MNI for AAL), not for a native scan"))  # fmt: skip
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{name}: findings</title>"
         f"<style>{_STYLE}</style></head><body><h1>{name}</h1>"

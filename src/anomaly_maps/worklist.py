@@ -4,8 +4,9 @@ One row per scan and scorer, from what ``anomaly-maps score --findings`` compute
 volume score, its calibrated rank (the fraction of healthy validation volumes scoring
 higher, from :func:`~anomaly_maps.findings.volume_rank`; empty when the model's
 calibration holds no healthy volume scores), and the number and size of the scan's
-findings. Rows are sorted most suspicious first: by rank where every row has one, then
-by volume score, then by flagged volume.
+findings, and the top finding's atlas label (with ``--atlas``; see
+:attr:`~anomaly_maps.findings.Finding.label_text`). Rows are sorted most suspicious
+first: by rank where every row has one, then by volume score, then by flagged volume.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ __all__ = ["WORKLIST_COLUMNS", "WorklistRow", "worklist_csv"]
 #: Columns of ``worklist.csv``, in order.
 WORKLIST_COLUMNS: tuple[str, ...] = (
     "scan", "scorer", "volume_score", "healthy_volumes_above", "findings", "total_ml",
-    "largest_ml", "top_peak_score", "threshold",
+    "largest_ml", "top_peak_score", "threshold", "top_label",
 )  # fmt: skip
 
 
@@ -35,10 +36,11 @@ class WorklistRow:
     regions: Regions
 
     def row(self) -> tuple:
-        top = self.regions.findings[0].peak_score if self.regions.findings else None
+        top = self.regions.findings[0] if self.regions.findings else None
         return (self.scan, self.scorer, self.volume_score, self.rank,
                 len(self.regions.findings), self.regions.total_ml, self.regions.largest_ml,
-                top, self.regions.threshold)  # fmt: skip
+                top.peak_score if top else None, self.regions.threshold,
+                top.label_text if top else "")  # fmt: skip
 
     def _key(self, ranked: bool) -> tuple:
         return (self.rank if ranked else 0.0, -self.volume_score, -self.regions.total_ml)

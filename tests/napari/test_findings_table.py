@@ -117,3 +117,41 @@ def test_save_report_needs_the_maps_model(dock, tmp_path, tiny_checkpoint):
     widget.findings.save_report(str(out))
     page = out.read_text()
     assert page.count("data:image/png;base64,") == 3 and "vae (latent 8)" in page
+
+
+def test_atlas_names_the_findings(dock, tmp_path):
+    """A label file on the scan's grid (label 1, "Low", below data index 14 on axis 0;
+    label 2, "High", from it): the table's names and shares voxel by voxel."""
+    from anomaly_maps.errors import AnomalyMapsError
+
+    from conftest import write_nifti
+
+    _, widget, _, volume = dock
+    labels = np.ones(volume.shape, np.uint8)
+    labels[14:] = 2
+    path = write_nifti(tmp_path / "halves.nii.gz", labels, volume.affine)
+    (tmp_path / "halves.csv").write_text("1,Low\n2,High\n")
+    widget.set_threshold(0.5)
+    widget.findings.refresh_now()
+    findings = widget.findings
+    findings.set_atlas(str(path))
+    column = [h for h, _ in COLUMNS].index("atlas label")
+    expected = []
+    for f in findings.regions.findings:  # the atlas is on the scan's grid: voxel by voxel
+        high = np.mean(np.argwhere(findings.regions.labels == f.index)[:, 0] >= 14)
+        main = "High" if high >= 0.5 else "Low"
+        peak = "High" if f.peak_voxel[0] >= 14 else "Low"
+        text = f"{main} ({100 * max(high, 1 - high):.0f} %)"
+        expected.append(text if main == peak else f"{text}; peak in {peak}")
+    texts = [findings.table.item(r, column).text() for r in range(3)]
+    assert texts == expected and texts[1] == "Low (100 %)"  # the blob at (8, 10, 8)
+    assert findings.atlas_choice.currentText() == str(path)
+    out = tmp_path / "findings.csv"
+    findings.export_csv(str(out))
+    assert f"# atlas {path}" in out.read_text()
+    unnamed = write_nifti(tmp_path / "unnamed.nii.gz", labels, volume.affine)
+    with pytest.raises(AnomalyMapsError, match="no names file"):
+        findings.set_atlas(str(unnamed))
+    assert findings.atlas is not None and findings.atlas_spec == str(path)  # kept
+    findings._atlas_chosen(0)  # "no atlas"
+    assert findings.atlas is None and findings.table.item(0, column).text() == ""

@@ -95,6 +95,12 @@ def _add_findings_options(p: argparse.ArgumentParser) -> None:
         metavar="ML",
         help="drop regions smaller than this (default 0.1 ml)",
     )
+    g.add_argument("--atlas", metavar="NAME|FILE",
+                   help="name each finding's anatomy: aal (the AAL atlas of Debian's "
+                   "mricron-data) or a label NIfTI FILE with names beside it (FILE.nii.txt, "
+                   ".tsv or .csv: 'index name' lines); right only for scans in the atlas' "
+                   "space (MNI for aal, as the benchmark and demo scans; not a native "
+                   "scan); default: no labels")  # fmt: skip
 
 
 def _calibrations(args: argparse.Namespace, checkpoint, scorers) -> dict:
@@ -125,6 +131,17 @@ def _thresholds(args: argparse.Namespace, calibrations: dict) -> dict[str, tuple
             for name, cal in calibrations.items()}  # fmt: skip
 
 
+def _atlas(args: argparse.Namespace):
+    """``--atlas``, read before any work (it names findings: needs --findings/--report)."""
+    from ..atlas import resolve_atlas
+
+    if args.atlas is None:
+        return None
+    if not (args.findings or args.report):
+        raise AnomalyMapsError("--atlas without --findings or --report: no finding to name")
+    return resolve_atlas(args.atlas)
+
+
 def run(args: argparse.Namespace) -> int:
     """Score volumes: per scan and scorer a map NIfTI, a score .txt (and, in the default
     layout, a slice CSV; with ``--findings``/``--report`` findings, worklist and report);
@@ -139,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
     scorers, checkpoint = checkpoint_and_scorers(args)
     calibrations = _calibrations(args, checkpoint, scorers)
     thresholds = _thresholds(args, calibrations)
+    atlas = _atlas(args)
     planned = score_outputs(
         args.out, expand_paths(args.inputs, "SCAN"), [name for name, _ in scorers],
         layout=args.layout, overwrite=args.overwrite or args.resume, findings=args.findings,
@@ -152,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         normalize=args.normalize, volume_score=args.volume_score,
         batch_size=args.batch_size, seed=args.seed, volume_index=args.volume_index,
         series=args.series, brain_mask=args.brain_mask, min_ml=args.min_ml,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, atlas=atlas,
     )  # fmt: skip
     worklist = args.findings and len(planned) > 1
     score_scans(job, planned, args.out, workers=args.workers, resume=args.resume,

@@ -6,7 +6,9 @@ single steps (a debounce timer), never on each step of a drag: labelling a 256^3
 takes a noticeable fraction of a second. Clicking a row shows the region's peak in an
 upright axial view (the other sliders and the camera centred on the peak too) and
 highlights the region (yellow) in a Labels layer of all findings. Export CSV and Save
-report write what ``anomaly-maps score --findings/--report`` write.
+report write what ``anomaly-maps score --findings/--report`` write. The atlas choice
+(none, AAL, a label file: :mod:`anomaly_maps.atlas`) names each finding's anatomy, as
+``score --atlas`` does; right only for a scan in the atlas' space (MNI for AAL).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
@@ -31,6 +34,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._fileio import write_text
+from ..atlas import ATLASES, Atlas, resolve_atlas
 from ..errors import AnomalyMapsError
 from ..findings import Regions, find_regions, findings_csv
 from ._geometry import layer_affine
@@ -51,7 +55,13 @@ __all__ = ["COLUMNS", "FindingsTable"]
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("#", "index"), ("ml", "volume_ml"), ("peak", "peak_score"), ("mean", "mean_score"),
     ("healthy above", "healthy_above"), ("peak (mm, RAS)", "peak_mm"),
+    ("atlas label", "label_text"),
 )  # fmt: skip
+
+_ATLAS_TIP = ("Names each finding's anatomy: the label covering most of it (its share) "
+              "and the label at its peak. Right only for a scan in the atlas' space "
+              "(MNI for AAL: the demo and benchmark scans), not for a native scan")  # fmt: skip
+_FILE = "label file…"
 
 DEBOUNCE_MS = 250
 """Wait after the last single threshold step before refilling the table."""
@@ -72,6 +82,8 @@ class FindingsTable(QWidget):
         super().__init__()
         self.viewer = viewer
         self.regions: Regions | None = None
+        self.atlas: Atlas | None = None
+        self.atlas_spec: str | None = None  # what set_atlas was given
         self.map_layer: Image | None = None
         self.highlight = None
         self._pending: tuple | None = None
@@ -90,6 +102,13 @@ class FindingsTable(QWidget):
             "The HTML report of `anomaly-maps score --report`: model card, findings, slices"
         )
         self.report_button.clicked.connect(self._report_clicked)
+        self.atlas_choice = QComboBox()
+        self.atlas_choice.addItem("no atlas", None)
+        for name in ATLASES:
+            self.atlas_choice.addItem(name.upper(), name)
+        self.atlas_choice.addItem(_FILE, _FILE)
+        self.atlas_choice.setToolTip(_ATLAS_TIP)
+        self.atlas_choice.activated.connect(self._atlas_chosen)
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.table = QTableWidget(0, len(COLUMNS))
@@ -104,6 +123,7 @@ class FindingsTable(QWidget):
         row = QHBoxLayout()
         row.addWidget(QLabel("Findings, minimum"))
         row.addWidget(self.min_ml)
+        row.addWidget(self.atlas_choice)
         row.addStretch()
         buttons = QHBoxLayout()  # a row of their own: the dock stays narrow
         buttons.addWidget(self.export_button)
@@ -143,9 +163,37 @@ class FindingsTable(QWidget):
         affine = layer_affine(layer_state(map_layer), index.values.shape)
         self.regions = find_regions(
             index.values, affine, threshold, mask=index.foreground,
-            min_ml=self.min_ml.value(), calibration=calibration,
+            min_ml=self.min_ml.value(), calibration=calibration, atlas=self.atlas,
         )  # fmt: skip
         self._fill()
+
+    # ------------------------------------------------------------------ atlas
+
+    def set_atlas(self, spec: str | None) -> None:
+        """Name findings with atlas ``spec`` (``aal`` or a label NIfTI; ``None``: none),
+        and refill the table. A refused atlas leaves the current one in place."""
+        self.atlas = None if spec is None else resolve_atlas(spec)
+        self.atlas_spec = spec
+        if spec is not None and self.atlas_choice.findData(spec) < 0:  # a new file
+            self.atlas_choice.insertItem(self.atlas_choice.count() - 1, spec, spec)
+        self.atlas_choice.setCurrentIndex(self.atlas_choice.findData(spec))
+        self.refresh_now()
+
+    def _atlas_chosen(self, index: int) -> None:
+        spec = self.atlas_choice.itemData(index)
+        if spec == _FILE:
+            start = str(ATLASES["aal"].parent) if ATLASES["aal"].parent.is_dir() else ""
+            spec, _ = QFileDialog.getOpenFileName(self, "Atlas label volume", start,
+                                                  "NIfTI (*.nii *.nii.gz)")  # fmt: skip
+        previous = self.atlas_choice.findData(self.atlas_spec)
+        if spec == "":  # the file dialog was cancelled
+            self.atlas_choice.setCurrentIndex(previous)
+            return
+        try:
+            self.set_atlas(spec)
+        except AnomalyMapsError as err:
+            self.atlas_choice.setCurrentIndex(previous)
+            show_error(str(err))
 
     def _fill(self) -> None:
         findings = self.regions.findings
