@@ -2,6 +2,9 @@
 # Trains the self-supervised restoration model (DISYRE restoration + FPI head, issue 15)
 # on the healthy training split of the results benchmark, on a 2-core CPU in about an
 # hour, then scores the benchmark with its two scorers. Every option is spelled out.
+# Slices down to 1 % foreground are trained on: with the default 5 % the model never saw
+# the lowest and highest slices of the brain and its maps lit up there (pooled AP 0.061
+# -> 0.137 when those slices were left out of the evaluation of the 5 % model).
 # The learning rate follows a cosine decay over the epochs; the epoch with the lowest
 # validation loss (on the same corruptions every epoch) is kept as
 # restoration64.best.safetensors beside the last one.
@@ -45,7 +48,7 @@ timed train-restoration anomaly-maps train --model restoration --preset cpu64 \
     --data "$B/train/*.nii.gz" --out "$W/restoration64.safetensors" \
     --axis axial --size 64 --normalization percentile \
     --epochs "$EPOCHS" --batch-size 32 --lr 1e-3 --lr-schedule cosine --patience 0 \
-    --val-fraction 0.1 --seed 0 --device cpu --overwrite
+    --min-foreground 0.01 --val-fraction 0.1 --seed 0 --device cpu --overwrite
 
 timed eval-restoration anomaly-maps evaluate --checkpoint "$W/restoration64.safetensors" \
     --scorer disyre --scorer fpi \
