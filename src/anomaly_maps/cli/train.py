@@ -43,8 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=real(0, 1, high_open=True), default=0.1,
                    help="fraction of the volumes held out for validation, in [0, 1)")  # fmt: skip
     p.add_argument("--min-foreground", type=real(0, 1, high_open=True), default=0.05,
-                   help="skip slices with a smaller foreground fraction, in [0, 1) (default "
-                   "0.05); a model never sees the slices it skips, so they score as unusual")  # fmt: skip
+                   help="skip slices with a smaller foreground fraction (default 0.05); "
+                   "the model never sees the slices it skips")  # fmt: skip
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
                    help="cosine: decay to 1 %% of --lr over --epochs")  # fmt: skip
     p.add_argument("--patience", type=integer(0), default=0,
