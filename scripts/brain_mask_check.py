@@ -4,15 +4,20 @@ Prints, per head, the Dice of :func:`anomaly_maps.brain_mask.brain_mask` against
 true brain, its time, and (``--score``) the share of voxels above the healthy p99
 (0.75 under ``--normalize mood``) that lie outside the true brain, scored with the
 bundled VAE's ``rec`` scorer (with its calibrated parameters) under ``--brain-mask
-none`` and ``auto``.
+none`` and ``auto``. ``--colin DIR`` adds the one real head this machine has: Colin27
+with skull (``DIR/ch2.nii.gz``, Debian package mricron-data, ``DIR`` =
+/usr/share/mricron/templates) against its brain-extracted version (``ch2bet.nii.gz``
+> 0) as the reference mask.
 
-    python scripts/brain_mask_check.py --heads 3 --score
+    python scripts/brain_mask_check.py --heads 3 --score [--colin DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
+from pathlib import Path
 
 from anomaly_maps import load_volume
 from anomaly_maps.brain_mask import brain_mask, prepare_scan
@@ -41,16 +46,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--heads", type=int, default=3)
     parser.add_argument("--score", action="store_true", help="also score with the VAE")
+    parser.add_argument("--colin", type=Path, default=None, metavar="DIR",
+                        help="also the Colin27 head of mricron-data in DIR")  # fmt: skip
     args = parser.parse_args()
     brain = load_volume(sample_path("brain"))
     checkpoint = load_checkpoint(sample_path("vae")) if args.score else None
-    for seed in range(args.heads):
-        head, truth = synthetic_head(brain, seed)
+    heads = ((f"head {seed}", *synthetic_head(brain, seed)) for seed in range(args.heads))
+    if args.colin is not None:
+        real = [("Colin27", load_volume(args.colin / "ch2.nii.gz"),
+                 load_volume(args.colin / "ch2bet.nii.gz").data > 0)]  # fmt: skip
+        heads = itertools.chain(heads, real)
+    for name, head, truth in heads:
         started = time.perf_counter()
         mask = brain_mask(head)
         seconds = time.perf_counter() - started
         dice = 2 * (mask & truth).sum() / (mask.sum() + truth.sum())
-        line = f"head {seed}: Dice {dice:.4f}  {seconds:.1f} s ({head.shape})"
+        line = f"{name}: Dice {dice:.4f}  {seconds:.1f} s ({head.shape})"
         if checkpoint is not None:
             for choice in ("none", "auto"):
                 share, hot = _outside_share(head, truth, checkpoint, choice)
