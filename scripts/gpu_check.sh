@@ -3,7 +3,9 @@
 #   1. the tests marked `cuda` (skipped elsewhere),
 #   2. `anomaly-maps bench train --device cuda`,
 #   3. `anomaly-maps bench score --device cuda --side 256`,
-#   4. with two GPUs or more: sharded scoring of 8 scans over 2 torchrun ranks, its
+#   4. bf16 autocast against float32 on the sample VAE (scripts/bf16_tolerance.py), and
+#      `anomaly-maps bench score-many --device cuda` (readers preprocess, pinned memory),
+#   5. with two GPUs or more: sharded scoring of 8 scans over 2 torchrun ranks, its
 #      outputs compared byte for byte with one process.
 # Usage: scripts/gpu_check.sh [FIGURES_FILE]   (default gpu_figures.txt)
 set -euo pipefail
@@ -21,6 +23,10 @@ trap 'rm -rf "$tmp"' EXIT
   python -m anomaly_maps.cli bench train --device cuda
   echo "## bench score --device cuda --side 256"
   python -m anomaly_maps.cli bench score --device cuda --side 256
+  echo "## bf16 vs float32 maps on cuda (fractions of the largest float32 value)"
+  python scripts/bf16_tolerance.py --device cuda
+  echo "## bench score-many --device cuda"
+  python -m anomaly_maps.cli bench score-many --device cuda
   gpus="$(python -c 'import torch; print(torch.cuda.device_count())')"
   if [ "$gpus" -ge 2 ]; then
     echo "## sharded scoring over 2 GPUs (torchrun) vs one process"

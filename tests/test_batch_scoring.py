@@ -147,3 +147,68 @@ def test_workers_out_of_range_is_refused(scans, tiny_checkpoint, tmp_path, value
         _score(scans, tiny_checkpoint, tmp_path / "out", "--workers", value)
     assert exit_.value.code == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_overlapped_scoring_writes_what_the_plain_loop_writes(scans, tiny_checkpoint, tmp_path):
+    """Workers read and preprocess, the writer thread writes: the bytes of the loop that
+    reads, scores (preprocessing inside score_volume) and writes each scan in turn."""
+    from anomaly_maps.checkpoint import load_checkpoint
+    from anomaly_maps.io import load_volume
+    from anomaly_maps.outputs import score_outputs, write_score
+
+    checkpoint = load_checkpoint(tiny_checkpoint, device="cpu")
+    scorers = [("rec", {}), ("elbo_grad", {"n_smooth": 2})]
+    names = [name for name, _ in scorers]
+    loop = tmp_path / "loop"
+    for scan, files in score_outputs(loop, scans, names).items():
+        volume = load_volume(scan)
+        for result in score_volume(volume, checkpoint, scorers, batch_size=3):
+            write_score(volume, result, files[result.scorer])
+    overlapped = tmp_path / "overlapped"
+    job = batch_scoring.ScoringJob(checkpoint, tiny_checkpoint, scorers, batch_size=3)
+    batch_scoring.score_scans(job, score_outputs(overlapped, scans, names), overlapped,
+                              workers=2)  # fmt: skip
+    assert len(_files(loop)) == 3 * len(names) * N_SCANS
+    assert _files(overlapped) == _files(loop)
+
+
+@pytest.mark.parametrize(("device", "pinned"), [("cpu", False), ("cuda:1", True)])
+def test_readers_pin_memory_only_for_cuda(scans, tiny_checkpoint, monkeypatch, device, pinned):
+    import torch
+
+    from anomaly_maps.checkpoint import load_checkpoint
+
+    requested = []
+
+    def loader(dataset, **kwargs):
+        requested.append(kwargs["pin_memory"])
+        return [dataset[0]]
+
+    monkeypatch.setattr(batch_scoring, "DataLoader", loader)
+    job = batch_scoring.ScoringJob(load_checkpoint(tiny_checkpoint), tiny_checkpoint, [])
+    [(volume, prepared)] = batch_scoring._read_ahead(scans[:1], job, 1, torch.device(device))
+    assert requested == [pinned]
+    assert prepared.stack.geometry.shape == volume.shape  # preprocessed by the reader
+
+
+def test_precision_is_in_the_completion_record(scans, tiny_checkpoint, tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    assert _score(scans[:1], tiny_checkpoint, out, "--precision", "bf16") == 0
+    [record] = records_folder(out).glob("*.json")
+    assert json.loads(record.read_text())["settings"]["precision"] == "bf16"
+
+
+def test_bf16_where_it_cannot_run_is_refused_before_any_work(
+    scans, tiny_checkpoint, tmp_path, monkeypatch, capsys
+):
+    from anomaly_maps.scoring import inferer
+
+    monkeypatch.setattr(inferer, "bf16_supported", lambda device: False)
+    calls = _count_calls(monkeypatch)
+    assert _score(scans, tiny_checkpoint, tmp_path / "out", "--precision", "bf16") == 2
+    assert calls == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["anomaly-maps score: error: precision 'bf16': cpu does not run bfloat16 "
+                   "autocast; use fp32 or auto"]  # fmt: skip

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from anomaly_maps.bench import _cube_brain, bench_score, bench_train
+from anomaly_maps.bench import _cube_brain, bench_score, bench_score_many, bench_train
 from anomaly_maps.cli import main
 from anomaly_maps.io import load_volume
 from anomaly_maps.samples import sample_path
@@ -53,7 +53,24 @@ def test_cube_brain_keeps_world_positions():
 
 def test_bench_score_many_reports_scans_per_minute(capsys):
     args = ["bench", "score-many", "--scans", "2", "--side", "12", "--workers", "1"]
-    assert main([*args, "--device", "cpu"]) == 0
+    assert main([*args, "--device", "cpu", "--rounds", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("scoring 2 scans of 12^3 with rec")
+    assert lines[0].endswith("median of 2 alternating runs")
     assert "scans/min" in lines[1] and lines[2].endswith("x)")
+    assert lines[3].startswith("1-minute load average")
+
+
+def test_bench_score_many_times_each_run_rounds_times(monkeypatch):
+    import anomaly_maps.batch_scoring as batch_scoring
+
+    runs, real = [], batch_scoring.score_scans
+
+    def overlapped(job, planned, out, **kwargs):
+        runs.append(out.name)
+        return real(job, planned, out, **kwargs)
+
+    monkeypatch.setattr(batch_scoring, "score_scans", overlapped)
+    row = bench_score_many(("rec", {}), device="cpu", n_scans=1, side=8, workers=0, rounds=3)
+    assert runs == ["overlapped0", "overlapped1", "overlapped2"]
+    assert row.rounds == 3 and row.sequential_seconds > 0 and row.overlapped_seconds > 0

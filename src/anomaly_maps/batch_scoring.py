@@ -5,8 +5,10 @@ writing behind the model.
 (:func:`~anomaly_maps.outputs.score_outputs`). Each rank scores every ``world``-th scan
 (rank ``r`` takes scans ``r, r + world, ...``) on its own device; the maps do not depend on
 which rank scored them (every draw is seeded from ``(seed, slice index)``), so the
-outputs are those of one process. Worker processes read the next scans while the model
-scores the current one, and a writer thread writes the previous one's files.
+outputs are those of one process. Worker processes read, brain-mask and preprocess the
+next scans (:func:`~anomaly_maps.scoring.pipeline.prepare_volume`) while the model scores
+the current one, and a writer thread writes the previous one's files. On CUDA the
+prepared slices come in pinned memory, so their copies to the device do not block.
 
 Each scan's files are written first (each through a temporary file and a rename), then
 its completion record (:func:`record_path`), last and atomically: the run's settings,
@@ -41,6 +43,8 @@ from .findings import Finding, Regions
 from .io import Volume, load_volume, source_files
 from .outputs import WORKLIST, ScoreFiles, write_findings, write_score
 from .scoring import score_volume
+from .scoring.inferer import resolve_precision
+from .scoring.pipeline import PreparedVolume, prepare_volume
 from .scoring.postprocess import normalize_result
 from .training.distributed import Dist, dist_from_env, process_group
 from .worklist import WorklistRow, worklist_csv
@@ -104,6 +108,13 @@ class ScoringJob:
     min_ml: float = 0.1
     overwrite: bool = False
     atlas: Atlas | None = None
+    precision: str = "float32"
+
+    def __post_init__(self) -> None:
+        """Resolve ``precision`` for the checkpoint's device (refusing ``bf16`` where it
+        cannot run) before any scan is read; the job keeps what will run."""
+        device = next(self.checkpoint.model.parameters()).device
+        object.__setattr__(self, "precision", resolve_precision(self.precision, device))
 
     def settings(self) -> dict[str, Any]:
         """Everything that changes a scan's outputs, for its completion record."""
@@ -111,7 +122,7 @@ class ScoringJob:
             "scorers": [[name, dict(params)] for name, params in self.scorers],
             "normalize": self.normalize, "volume_score": self.volume_score,
             "seed": self.seed, "volume_index": self.volume_index, "series": self.series,
-            "brain_mask": self.brain_mask,
+            "brain_mask": self.brain_mask, "precision": self.precision,
             "thresholds": {k: list(v) for k, v in self.thresholds.items()},
             "min_ml": self.min_ml if self.thresholds else None,
             # only with --atlas: the records of runs without one stay valid
@@ -214,21 +225,25 @@ class _Fingerprints:
 
 
 class _ScanReader(Dataset):
-    """Reads scan ``i`` and masks its brain as ``--brain-mask`` says, in a worker process."""
+    """Reads scan ``i``, masks its brain as ``--brain-mask`` says and preprocesses it for
+    the model, in a worker process."""
 
     def __init__(self, scans: Sequence[str], job: ScoringJob):
         from .records import trained_on_brains
 
         self.scans, self.volume_index, self.series = list(scans), job.volume_index, job.series
-        self.brain_mask = job.brain_mask
+        self.brain_mask, self.preprocessing = job.brain_mask, job.checkpoint.preprocessing
         self.on_brains = trained_on_brains(job.checkpoint.records.training)
 
     def __len__(self) -> int:
         return len(self.scans)
 
-    def __getitem__(self, i: int) -> tuple[Volume | AnomalyMapsError, list, str | None]:
-        """The volume (or the error refusing it), the warnings reading it raised, which
-        a worker process would otherwise not show, and the brain mask's note."""
+    def __getitem__(
+        self, i: int
+    ) -> tuple[tuple[Volume, PreparedVolume] | AnomalyMapsError, list, str | None]:
+        """The volume and its model input (or the error refusing it), the warnings
+        reading it raised, which a worker process would otherwise not show, and the
+        brain mask's note."""
         from .brain_mask import prepare_scan
 
         note = None
@@ -238,9 +253,10 @@ class _ScanReader(Dataset):
                 volume = load_volume(self.scans[i], volume_index=self.volume_index,
                                      series=self.series)  # fmt: skip
                 volume, note = prepare_scan(volume, self.brain_mask, self.on_brains)
+                read = volume, prepare_volume(volume, self.preprocessing)
             except AnomalyMapsError as err:  # re-raised as it is in the main process
-                volume = err
-        return volume, [(w.category, str(w.message)) for w in caught], note
+                read = err
+        return read, [(w.category, str(w.message)) for w in caught], note
 
 
 def _as_read(item: tuple) -> tuple:
@@ -248,18 +264,21 @@ def _as_read(item: tuple) -> tuple:
     return item
 
 
-def _read_ahead(scans: Sequence[str], job: ScoringJob, workers: int) -> Iterator[Volume]:
-    """The scans' volumes in order, read ``workers`` processes ahead (0: in this one)."""
-    loader = DataLoader(_ScanReader(scans, job), batch_size=None,
-                        num_workers=workers, collate_fn=_as_read)  # fmt: skip
-    for volume, caught, note in loader:
+def _read_ahead(
+    scans: Sequence[str], job: ScoringJob, workers: int, device: torch.device
+) -> Iterator[tuple[Volume, PreparedVolume]]:
+    """The scans' volumes and model inputs in order, read and preprocessed ``workers``
+    processes ahead (0: in this one); in pinned memory for a CUDA ``device``."""
+    loader = DataLoader(_ScanReader(scans, job), batch_size=None, num_workers=workers,
+                        collate_fn=_as_read, pin_memory=device.type == "cuda")  # fmt: skip
+    for read, caught, note in loader:
         for category, message in caught:
             warnings.warn(message, category, stacklevel=2)
         if note:
             print(note, file=sys.stderr)
-        if isinstance(volume, AnomalyMapsError):
-            raise volume
-        yield volume
+        if isinstance(read, AnomalyMapsError):
+            raise read
+        yield read
 
 
 def _write_scan(job: ScoringJob, scan: str, volume: Volume, results: list,
@@ -348,14 +367,15 @@ def score_scans(
     overwrite = job.overwrite or resume
     with process_group(env, device), ThreadPoolExecutor(1) as writer:
         pending: tuple[int, Future] | None = None
-        volumes = _read_ahead([scans[i] for i in todo], job, workers)
-        for i, volume in zip(todo, volumes, strict=True):
+        volumes = _read_ahead([scans[i] for i in todo], job, workers, device)
+        for i, (volume, prepared) in zip(todo, volumes, strict=True):
             scan, files = scans[i], planned[scans[i]]
             record_path(records, files).unlink(missing_ok=True)
             with (progress or (lambda _: nullcontext()))(scan) as callback:
                 results = score_volume(
                     volume, job.checkpoint, job.scorers, batch_size=job.batch_size,
                     seed=job.seed, progress=callback, volume_score=job.volume_score,
+                    precision=job.precision, prepared=prepared,
                 )  # fmt: skip
             if pending is not None:
                 rows[pending[0]] = pending[1].result()

@@ -14,12 +14,15 @@ presets with fresh weights: speed does not depend on training.
 
 ``bench score-many`` times a folder of small scans from files to written outputs: the
 loop that reads, scores and writes each scan in turn, against
-:func:`~anomaly_maps.batch_scoring.score_scans` (reading ahead in worker processes,
-writing behind in a thread), and reports scans per minute.
+:func:`~anomaly_maps.batch_scoring.score_scans` (reading and preprocessing in worker
+processes, writing behind in a thread), and reports scans per minute. The two take
+turns over several rounds and each keeps its median, so a load that comes and goes on
+a shared machine weighs on both alike.
 """
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -207,12 +210,14 @@ def bench_score(
 
 @dataclass(frozen=True)
 class ScoreManyBench:
-    """Scans per minute over a folder of scans: today's loop against :func:`score_scans`."""
+    """Scans per minute over a folder of scans: today's loop against :func:`score_scans`
+    (median seconds over ``rounds`` alternating runs of each)."""
 
     scans: int
     workers: int
     sequential_seconds: float
     overlapped_seconds: float
+    rounds: int = 1
 
     @property
     def sequential_per_minute(self) -> float:
@@ -246,10 +251,12 @@ def bench_score_many(
     side: int = 64,
     batch_size: int = 32,
     workers: int = 2,
+    rounds: int = 3,
 ) -> ScoreManyBench:
     """Time scoring ``n_scans`` ``side``^3 scans from files to written outputs: read,
     score and write in turn (the loop ``score`` ran before :mod:`.batch_scoring`), then
-    with reading in ``workers`` processes and writing in a thread."""
+    with reading and preprocessing in ``workers`` processes and writing in a thread;
+    ``rounds`` times each, alternating."""
     from .batch_scoring import ScoringJob, score_scans
     from .outputs import score_outputs, write_score
     from .scoring import get_scorer, score_volume
@@ -264,9 +271,9 @@ def bench_score_many(
         checkpoint = load_checkpoint(path, device=target)
         scans = _scan_folder(folder / "scans", n_scans, side)
         score_volume(_cube_brain(8), checkpoint, [scorer])  # warm-up
-        seconds = []
-        for run in ("sequential", "overlapped"):
-            out = folder / run
+        seconds: dict[str, list[float]] = {"sequential": [], "overlapped": []}
+        for run in [run for _ in range(rounds) for run in seconds]:
+            out = folder / f"{run}{len(seconds[run])}"
             planned = score_outputs(out, scans, [name])
             start = time.perf_counter()
             if run == "sequential":
@@ -278,5 +285,5 @@ def bench_score_many(
                 job = ScoringJob(checkpoint, path, [scorer], batch_size=batch_size)
                 score_scans(job, planned, out, workers=workers)
             _synchronize(target)
-            seconds.append(time.perf_counter() - start)
-    return ScoreManyBench(n_scans, workers, *seconds)
+            seconds[run].append(time.perf_counter() - start)
+    return ScoreManyBench(n_scans, workers, *map(statistics.median, seconds.values()), rounds)

@@ -212,7 +212,7 @@ def write_findings(
                            calibration=calibration, atlas=atlas)  # fmt: skip
     healthy = None if calibration is None else calibration.volume_scores.get(raw.aggregate)
     rank = None if healthy is None else volume_rank(raw.volume_score, healthy)
-    comments = [f"scan {volume.path}, scorer {raw.scorer} {raw.params}",
+    comments = [f"scan {volume.path}, scorer {raw.scorer} {raw.params}, precision {raw.precision}",
                 f"threshold {value:.6g} (raw map units): {source}; minimum size {min_ml:g} ml",
                 "healthy_above: fraction of healthy validation voxels above the peak; "
                 "atlas_label, atlas_share, peak_atlas_label: the atlas label covering most "

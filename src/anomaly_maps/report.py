@@ -223,7 +223,7 @@ def report_html(
 
 def _page(volume, checkpoint, result, regions, threshold_source: str, findings: str) -> str:
     name = html.escape(volume.path.name if volume.path else "scan")
-    setup = [("scorer", f"{result.scorer} {result.params}"),
+    setup = [("scorer", f"{result.scorer} {result.params} ({result.precision})"),
              ("threshold", f"{regions.threshold:.4g} (raw map units): {threshold_source}"),
              ("minimum size", f"{regions.min_ml:g} ml"),
              ("volume score", f"{result.volume_score:.4g} ({result.aggregate}, raw)"),

@@ -1,12 +1,15 @@
-"""The inferer's bf16 autocast (within the stated tolerance of float32) and its CUDA path."""
+"""Inference precision: bf16 autocast within the stated tolerance of float32, ``auto``
+and refusals resolved per device, and the CUDA path (pinned memory, one copy back)."""
 
 import numpy as np
 import pytest
 import torch
 
 from anomaly_maps.errors import ParameterError
-from anomaly_maps.scoring import SliceInferer, Slices, get_scorer
-from anomaly_maps.scoring.inferer import BF16_TOLERANCE
+from anomaly_maps.scoring import SliceInferer, Slices
+from anomaly_maps.scoring._registry import resolve_scorers
+from anomaly_maps.scoring.inferer import resolve_precision, within_bf16_tolerance
+from anomaly_maps.scoring.pipeline import score_volume
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -17,27 +20,65 @@ def _slices(tiny_batch) -> Slices:
                   np.arange(x.shape[0]))  # fmt: skip
 
 
-def _run(models, slices, device="cpu", **kwargs):
-    scorers = [(get_scorer(name).fn, {}) for name in ("rec", "kl")]
+def _run(models, slices, device="cpu", names=("rec", "kl"), **kwargs):
+    scorers = [(info.fn, params) for info, params in
+               resolve_scorers([(name, {}) for name in names], ("vae",))]  # fmt: skip
     return SliceInferer(torch.device(device), batch_size=2, seed=1, **kwargs)(
         models, slices, scorers
     )
 
 
-def _assert_within(results, reference, **tolerance) -> None:
-    for got, want in zip(results, reference, strict=True):
-        if want.maps is not None:
-            torch.testing.assert_close(got.maps.cpu(), want.maps, **tolerance)
-        torch.testing.assert_close(torch.from_numpy(got.scores), torch.from_numpy(want.scores),
-                                   **tolerance)  # fmt: skip
+def _within(results, reference, close) -> bool:
+    pairs = [(torch.from_numpy(g.scores), torch.from_numpy(w.scores))
+             for g, w in zip(results, reference, strict=True)]  # fmt: skip
+    pairs += [(g.maps.cpu(), w.maps) for g, w in zip(results, reference, strict=True)
+              if w.maps is not None]  # fmt: skip
+    return all(close(g, w) for g, w in pairs)
 
 
 def test_bf16_autocast_stays_within_the_stated_tolerance(tiny_models, tiny_batch):
     models, slices = tiny_models["vae"], _slices(tiny_batch)
-    reference = _run(models, slices)
-    bf16 = _run(models, slices, precision="bf16")
-    _assert_within(bf16, reference, **BF16_TOLERANCE)
+    names = ("rec", "elbo_grad")  # a map scorer and a gradient one (through backward)
+    reference = _run(models, slices, names=names)
+    bf16 = _run(models, slices, names=names, precision="bf16")
+    assert _within(bf16, reference, within_bf16_tolerance)
     assert not torch.equal(bf16[0].maps, reference[0].maps)  # autocast really ran
+
+
+def test_the_tolerance_check_can_fail():
+    want = torch.tensor([1.0, 0.5, 0.0])
+    assert within_bf16_tolerance(want + 0.015, want)
+    assert not within_bf16_tolerance(want + torch.tensor([0.0, 0.0, 0.03]), want)
+
+
+def test_score_volume_records_what_ran(tiny_volume, tiny_checkpoint):
+    from anomaly_maps.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(tiny_checkpoint, device="cpu")
+    fp32, auto, bf16 = (score_volume(tiny_volume, checkpoint, [("rec", {})], precision=p)[0]
+                        for p in ("fp32", "auto", "bf16"))  # fmt: skip
+    assert (fp32.precision, auto.precision, bf16.precision) == ("float32", "float32", "bf16")
+    assert np.array_equal(fp32.map, auto.map)  # auto is float32 on the CPU
+    assert within_bf16_tolerance(torch.from_numpy(bf16.map), torch.from_numpy(fp32.map))
+
+
+@pytest.mark.parametrize(
+    ("precision", "device", "bf16_cuda", "expected"),
+    [("auto", "cpu", True, "float32"), ("auto", "cuda", True, "bf16"),
+     ("auto", "cuda", False, "float32"), ("fp32", "cuda", True, "float32"),
+     ("float32", "cpu", True, "float32"), ("bf16", "cpu", False, "bf16"),
+     ("bf16", "cuda", True, "bf16")],
+)  # fmt: skip
+def test_precision_is_resolved_per_device(monkeypatch, precision, device, bf16_cuda, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_cuda)
+    assert resolve_precision(precision, torch.device(device)) == expected
+
+
+@pytest.mark.parametrize(("device", "bf16_cuda"), [("cuda", False), ("mps", True)])
+def test_bf16_where_it_cannot_run_is_refused(monkeypatch, device, bf16_cuda):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_cuda)
+    with pytest.raises(ParameterError, match=f"precision 'bf16': {device} does not run"):
+        resolve_precision("bf16", torch.device(device))
 
 
 def test_unknown_precision_is_refused():
@@ -49,13 +90,28 @@ def test_unknown_precision_is_refused():
 @cuda
 @pytest.mark.parametrize("precision", ["float32", "bf16"])
 def test_cuda_maps_match_the_cpu(tiny_models, tiny_batch, precision):
-    """Pinned memory and non-blocking copies give the CPU's maps (float rounding aside;
-    bf16 within its stated tolerance)."""
+    """Pinned memory, non-blocking copies and results gathered on the device give the
+    CPU's maps (float rounding aside; bf16 within its stated tolerance)."""
     models, slices = tiny_models["vae"], _slices(tiny_batch)
     reference = _run(models, slices)
-    tolerance = BF16_TOLERANCE if precision == "bf16" else {"rtol": 1e-4, "atol": 1e-4}
+
+    def close(got, want):
+        if precision == "bf16":
+            return within_bf16_tolerance(got, want)
+        return torch.allclose(got, want, rtol=1e-4, atol=1e-4)
+
     try:
-        _assert_within(_run(models, slices, "cuda", precision=precision), reference, **tolerance)
+        results = _run(models, slices, "cuda", precision=precision)
+        assert all(r.maps.device.type == "cpu" for r in results if r.maps is not None)
+        assert _within(results, reference, close)
     finally:
         for model in models.values():  # the session's models stay on the CPU
             model.cpu()
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_slices_are_pinned_once(tiny_batch):
+    slices = _slices(tiny_batch).pin_memory()
+    assert slices.images.is_pinned() and slices.masks.is_pinned()
+    assert slices.pin_memory().images.data_ptr() == slices.images.data_ptr()

@@ -56,6 +56,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="; ".join(f"{k}: {v}" for k, v in VOLUME_SCORES.items()),
     )
     add_overwrite(p)
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto: bfloat16 autocast on CUDA devices that support it, float32 "
+                   "elsewhere; bf16 on a device without it is refused")  # fmt: skip
     _add_many_scans_options(p)
     add_volume_index(p)
     add_series(p)
@@ -170,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         normalize=args.normalize, volume_score=args.volume_score,
         batch_size=args.batch_size, seed=args.seed, volume_index=args.volume_index,
         series=args.series, brain_mask=args.brain_mask, min_ml=args.min_ml,
-        overwrite=args.overwrite, atlas=atlas,
+        overwrite=args.overwrite, atlas=atlas, precision=args.precision,
     )  # fmt: skip
     worklist = args.findings and len(planned) > 1
     score_scans(job, planned, args.out, workers=args.workers, resume=args.resume,

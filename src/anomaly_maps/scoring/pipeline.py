@@ -8,7 +8,7 @@ This is the one function the CLI (``anomaly-maps score``) and the napari widgets
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -18,13 +18,15 @@ from ..checkpoint import Checkpoint
 from ..device import resolve_device
 from ..errors import ParameterError
 from ..io import Volume
-from ..preprocessing import slices_to_volume, to_slices
+from ..preprocessing import PreprocessingSpec, SliceStack, slices_to_volume, to_slices
 from ._registry import resolve_scorers
 from .inferer import SliceInferer, Slices
 
 __all__ = [
     "VOLUME_SCORES",
+    "PreparedVolume",
     "VolumeScore",
+    "prepare_volume",
     "score_volume",
     "volume_score_of",
 ]
@@ -55,6 +57,8 @@ class VolumeScore:
         (N,) bool: which slices had foreground and were scored.
     normalization
         How map and scores were normalised (:mod:`.postprocess`); ``"none"`` = raw.
+    precision
+        What the models ran in: ``"float32"`` or ``"bf16"`` (autocast).
     """
 
     scorer: str
@@ -66,6 +70,31 @@ class VolumeScore:
     foreground: np.ndarray
     scored: np.ndarray
     normalization: str = "none"
+    precision: str = "float32"
+
+
+@dataclass(frozen=True)
+class PreparedVolume:
+    """A volume preprocessed for a model: its slice stack and the foreground slices to
+    score. Built by :func:`prepare_volume` (in a reader process, for many scans) and
+    passed to :func:`score_volume`, which then only runs the models."""
+
+    stack: SliceStack
+    slices: Slices
+    preprocessing: PreprocessingSpec
+
+    def pin_memory(self) -> PreparedVolume:
+        """The slices in pinned host memory (called by a DataLoader with
+        ``pin_memory=True``, for fast copies to a CUDA device)."""
+        return replace(self, slices=self.slices.pin_memory())
+
+
+def prepare_volume(volume: Volume, preprocessing: PreprocessingSpec) -> PreparedVolume:
+    """Slice, normalise and resize ``volume`` as ``preprocessing`` says, and pick the
+    slices with foreground: all of :func:`score_volume`'s work before the models."""
+    stack = to_slices(volume, preprocessing)
+    scored = np.flatnonzero(stack.mask.any(axis=(1, 2)))
+    return PreparedVolume(stack, Slices.from_stack(stack, scored), preprocessing)
 
 
 #: Ways to turn a volume's scores into one number (the MOOD sample score; seed 002
@@ -119,6 +148,8 @@ def score_volume(
     should_stop: Callable[[], bool] | None = None,
     reference: bool = False,
     volume_score: str = "slice_mean",
+    precision: str = "float32",
+    prepared: PreparedVolume | None = None,
 ) -> list[VolumeScore]:
     """Run scorers over every foreground slice of ``volume``.
 
@@ -148,6 +179,13 @@ def score_volume(
         implementation (for ``anomaly-maps bench score``; same results, slower).
     volume_score
         How each volume score is made, one of :data:`VOLUME_SCORES`.
+    precision
+        ``float32``/``fp32`` (default, exact), ``bf16`` (bfloat16 autocast; refused on a device
+        without it) or ``auto`` (bf16 on CUDA devices that have it, else fp32); see
+        :func:`~.inferer.resolve_precision`. Recorded in each result.
+    prepared
+        ``prepare_volume(volume, checkpoint.preprocessing)``, when made beforehand
+        (e.g. in a reader process): the same results, without preprocessing here.
 
     Returns
     -------
@@ -155,6 +193,14 @@ def score_volume(
         One per scorer, in order.
     """
     check_volume_score(volume_score)  # before any work
+    if prepared is not None and (
+        prepared.preprocessing != checkpoint.preprocessing
+        or prepared.stack.geometry.shape != tuple(volume.shape)
+    ):
+        raise ParameterError(
+            "prepared: made from another volume or with other preprocessing; expected "
+            "prepare_volume(volume, checkpoint.preprocessing)"
+        )
     infos = resolve_scorers(scorers, checkpoint.kinds, reference=reference)
     inferer = SliceInferer(
         resolve_device(device)
@@ -164,13 +210,15 @@ def score_volume(
         seed=seed,
         progress=progress,
         should_stop=should_stop,
+        precision=precision,
     )
 
-    stack = to_slices(volume, checkpoint.preprocessing)
-    scored = np.flatnonzero(stack.mask.any(axis=(1, 2)))
+    if prepared is None:
+        prepared = prepare_volume(volume, checkpoint.preprocessing)
+    stack, scored = prepared.stack, prepared.slices.indices
     results = inferer(
         checkpoint.models,
-        Slices.from_stack(stack, scored),
+        prepared.slices,
         [(info.reference if reference else info.fn, params) for info, params in infos],
     )
     n_slices = stack.images.shape[0]
@@ -197,6 +245,7 @@ def score_volume(
                 aggregate=volume_score,
                 foreground=stack.foreground,
                 scored=is_scored,
+                precision=inferer.precision,
             )
         )
     return out
