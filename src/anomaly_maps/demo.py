@@ -189,7 +189,7 @@ def run_demo(
     out_dir
         Receives the :func:`demo_outputs` files.
     model
-        Bundled checkpoint: ``"vae"`` or ``"cevae"``.
+        Bundled checkpoint: ``"vae"``, ``"cevae"`` or ``"restoration"``.
     scorer, params
         The scorer; ``params=None`` takes the parameters the model was calibrated with.
     device, batch_size, seed, progress
@@ -199,10 +199,11 @@ def run_demo(
     """
     from .checkpoint import load_checkpoint
     from .metrics import dice_at
+    from .sample_build import bundled_models
     from .scoring import get_scorer, score_volume
 
-    if model not in ("vae", "cevae"):
-        raise ParameterError(f"model {model!r}: expected one of the bundled 'vae', 'cevae'")
+    if model not in bundled_models():
+        raise ParameterError(f"model {model!r}: expected one of the bundled {bundled_models()}")
     files = demo_outputs(out_dir, scorer)
     taken = [str(p) for p in files.values() if p.exists()]
     if taken and not overwrite:

@@ -62,12 +62,22 @@ def copy_template(out: str | os.PathLike, *, overwrite: bool = False) -> Templat
 
 def write_notice(out: str | os.PathLike, demo_case: str | None = None) -> Path:
     """(Re)write the licence notice for the files in ``out``; ``demo_case`` describes a
-    demo case just bundled. Always replaced: it follows the files."""
+    demo case just bundled (else the earlier notice's description is kept while the demo
+    scan is there). Always replaced: it follows the files."""
     out = Path(out)
     notice = MNI152_NOTICE
+    demo_case = demo_case or _earlier_demo_case(out)
     if demo_case:
         notice += f"{DERIVED_NOTICE}\n{textwrap.fill(f'The demo case: {demo_case}.', 88)}\n"
     elif any((out / name).exists() for key, (name, _) in SAMPLES.items() if key != "brain"):
         notice += DERIVED_NOTICE
     write_text(out / NOTICE, notice, overwrite=True)
     return out / NOTICE
+
+
+def _earlier_demo_case(out: Path) -> str | None:
+    """The demo case described by the notice already in ``out``, while its scan is there."""
+    if not (out / NOTICE).is_file() or not (out / SAMPLES["demo_scan"][0]).is_file():
+        return None
+    _, found, rest = (out / NOTICE).read_text().partition("The demo case: ")
+    return " ".join(rest.split()).removesuffix(".") or None if found else None
