@@ -22,6 +22,19 @@ def disk(rows: int = 20, cols: int = 30, seed: int = 0) -> np.ndarray:
     return np.clip(100 + 120 * inside + rng.normal(0, 5, (rows, cols)), 0, 255).astype(np.uint8)
 
 
+def rgb_pixels(seed: int) -> np.ndarray:
+    """``(20, 30, 3)`` uint8: the disk, its inverse and other noise as R, G, B."""
+    return np.stack([disk(seed=seed), 255 - disk(seed=seed), disk(seed=seed + 5) // 2], axis=-1)
+
+
+def rgb_lesions(folder, n: int = 3) -> list:
+    """``n`` RGB PNGs in ``folder``."""
+    paths = [folder / f"lesion{i}.png" for i in range(n)]
+    for i, path in enumerate(paths):
+        Image.fromarray(rgb_pixels(i)).save(path)
+    return paths
+
+
 @pytest.fixture
 def grey_png(tmp_path):
     path = tmp_path / "grey.png"
@@ -32,8 +45,7 @@ def grey_png(tmp_path):
 @pytest.fixture
 def rgb_png(tmp_path):
     path = tmp_path / "rgb.png"
-    rgb = np.stack([disk(), 255 - disk(), disk(seed=1) // 2], axis=-1)
-    Image.fromarray(rgb).save(path)
+    Image.fromarray(rgb_pixels(0)).save(path)
     return path
 
 
@@ -112,11 +124,7 @@ def test_training_slices_of_rgb_images_and_mixed_channels_refused(grey_png, rgb_
 
 def test_rgb_vae_trains_on_images(tmp_path, capsys):
     """``train --channels 3`` on RGB PNGs: the model takes 3 channels and its loss is finite."""
-    paths = []
-    for i in range(3):
-        paths.append(tmp_path / f"lesion{i}.png")
-        rgb = np.stack([disk(seed=i), 255 - disk(seed=i), disk(seed=i + 5) // 2], axis=-1)
-        Image.fromarray(rgb).save(paths[-1])
+    paths = rgb_lesions(tmp_path)
     out = tmp_path / "rgb.safetensors"
     args = ["train", "--model", "vae", "--data", *map(str, paths), "--out", str(out),
             "--size", "16", "--set", "widths=[8,16]", "latent_dim=4", "--channels", "3",
@@ -165,11 +173,7 @@ def test_rgb_image_scores_end_to_end(tmp_path):
     from anomaly_maps.scoring import score_volume
     from anomaly_maps.training import TrainConfig, train
 
-    paths = []
-    for i in range(3):
-        paths.append(tmp_path / f"lesion{i}.png")
-        rgb = np.stack([disk(seed=i), 255 - disk(seed=i), disk(seed=i + 5) // 2], axis=-1)
-        Image.fromarray(rgb).save(paths[-1])
+    paths = rgb_lesions(tmp_path)
     ckpt = tmp_path / "rgb.safetensors"
     train(
         paths,
