@@ -102,8 +102,14 @@ def test_empty_file(tmp_path):
 
 
 def test_not_nifti_suffix(tmp_path):
+    (tmp_path / "scan.bmp").write_bytes(b"BM....")
+    with pytest.raises(VolumeError, match=r"unsupported file type '\.bmp'"):
+        load_volume(tmp_path / "scan.bmp")
+
+
+def test_corrupt_image(tmp_path):
     (tmp_path / "scan.png").write_bytes(b"\x89PNG....")
-    with pytest.raises(VolumeError, match=r"unsupported file type '\.png'"):
+    with pytest.raises(VolumeError, match=r"scan.png: not a readable PNG, JPEG or TIFF image"):
         load_volume(tmp_path / "scan.png")
 
 

@@ -1,10 +1,11 @@
 """Scans as :class:`Volume` objects: voxels, geometry and the header they came with.
 
 :func:`load_volume` is the one way in: NIfTI (``.nii``, ``.nii.gz``), Analyze pairs
-(``.hdr``/``.img``, through nibabel) and DICOM series (a folder, or one file of the
-series, through :mod:`anomaly_maps.dicom`). Every map the project writes for a scan has
-the scan's shape and affine, voxel for voxel, and keeps its qform/sform codes, so it
-overlays the scan in any viewer.
+(``.hdr``/``.img``, through nibabel), DICOM series (a folder, or one file of the
+series, through :mod:`anomaly_maps.dicom`) and 2D images (PNG, JPEG, TIFF: one-slice
+volumes, colour as channels, through :mod:`anomaly_maps.images2d`). Every map the
+project writes for a scan has the scan's shape and affine, voxel for voxel, and keeps its
+qform/sform codes, so it overlays the scan in any viewer.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from nibabel.filebasedimages import ImageFileError
 from ._fileio import atomic_path, full_suffix
 from .dicom import is_dicom_file, open_series
 from .errors import VolumeError
+from .images2d import TIFF_SUFFIXES, is_image2d, read_image2d, save_image2d
 
 __all__ = [
     "ANALYZE_SUFFIXES",
@@ -38,8 +40,8 @@ __all__ = [
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ANALYZE_SUFFIXES = (".hdr", ".img")
 _EXPECTED = (
-    "a NIfTI file (.nii or .nii.gz), an Analyze pair (.hdr/.img) or a DICOM series "
-    "(a folder, or one of its files)"
+    "a NIfTI file (.nii or .nii.gz), an Analyze pair (.hdr/.img), a DICOM series "
+    "(a folder, or one of its files) or a 2D image (.png, .jpg, .tif)"
 )
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -51,7 +53,8 @@ class Volume:
     Parameters
     ----------
     data
-        Voxel values, shape (X, Y, Z) in the file's own axis order.
+        Voxel values, shape (X, Y, Z) in the file's own axis order, or (X, Y, Z, C) for
+        an image of C >= 2 channels (an RGB photograph: ``(rows, cols, 1, 3)``).
     affine
         4x4 matrix mapping voxel indices to world millimetres (RAS+).
     path
@@ -70,8 +73,11 @@ class Volume:
         data = np.asarray(self.data)
         affine = np.asarray(self.affine, dtype=np.float64)
         where = f" of {self.path}" if self.path else ""
-        if data.ndim != 3:
-            raise VolumeError(f"volume{where} has shape {data.shape}: expected 3 dimensions")
+        if not (data.ndim == 3 or (data.ndim == 4 and data.shape[3] >= 2)):
+            raise VolumeError(
+                f"volume{where} has shape {data.shape}: expected 3 dimensions "
+                "(and a trailing axis of >= 2 channels for colour images)"
+            )
         if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
             raise VolumeError(f"affine{where} must be a finite 4x4 matrix, got {affine.shape}")
         if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
@@ -83,7 +89,18 @@ class Volume:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return self.data.shape  # type: ignore[return-value]
+        """The voxel grid (X, Y, Z), without the channel axis."""
+        return self.data.shape[:3]  # type: ignore[return-value]
+
+    @property
+    def channels(self) -> int:
+        """Values per voxel: 1 for a scan, 3 for an RGB image."""
+        return 1 if self.data.ndim == 3 else self.data.shape[3]
+
+    @property
+    def is_image2d(self) -> bool:
+        """A one-slice grid, as a 2D image opens (see :mod:`anomaly_maps.images2d`)."""
+        return self.shape[2] == 1
 
     @property
     def zooms(self) -> np.ndarray:
@@ -96,7 +113,7 @@ class Volume:
         return nib.aff2axcodes(self.affine)
 
     def with_data(self, data: np.ndarray) -> Volume:
-        """A volume with new voxels on the same grid (shape must match)."""
+        """A volume with new voxels on the same grid (the grid's shape, one channel)."""
         data = np.asarray(data)
         if data.shape != self.shape:
             raise VolumeError(
@@ -121,6 +138,8 @@ def source_files(path: str | os.PathLike) -> list[Path]:
     the file, both files of an Analyze pair, or the files of a DICOM series' folder (all
     below a folder; beside a file of the series)."""
     path = Path(path)
+    if is_image2d(path):
+        return [path]
     if _is_dicom(path):
         folder = path if path.is_dir() else path.parent
         found = folder.rglob("*") if path.is_dir() else folder.iterdir()
@@ -246,13 +265,15 @@ def _check_values(data: np.ndarray, path: Path) -> None:
 def load_volume(
     path: str | os.PathLike, *, volume_index: int | None = None, series: str | None = None
 ) -> Volume:
-    """Read a scan with its geometry: NIfTI, an Analyze pair or a DICOM series.
+    """Read a scan with its geometry: NIfTI, an Analyze pair, a DICOM series or a 2D image.
 
     Parameters
     ----------
     path
         A ``.nii``/``.nii.gz`` file, either file of an Analyze ``.hdr``/``.img`` pair, a
-        folder holding a DICOM series, or one file of a DICOM series (its folder is read).
+        folder holding a DICOM series, one file of a DICOM series (its folder is read),
+        or a ``.png``/``.jpg``/``.tif`` image (a ``(rows, cols, 1[, C])`` volume, see
+        :mod:`anomaly_maps.images2d`).
     volume_index
         For a 4D series, which volume to use; by default the first, with a warning.
     series
@@ -277,14 +298,19 @@ def load_volume(
     path = Path(path)
     if not path.exists():
         raise VolumeError(f"{path}: no such file")
-    if _is_dicom(path):
+    if series is not None and not _is_dicom(path):
+        raise VolumeError(f"{path}: series {series} given, but only a DICOM series has one")
+    if is_image2d(path):
+        if volume_index not in (None, 0):
+            raise VolumeError(f"{path}: volume_index={volume_index} given for a 2D image")
+        data, affine, header = read_image2d(path)
+    elif _is_dicom(path):
         data, affine, header = _read_dicom(path, series)
+        data = _to_3d(data, path, volume_index)
     else:
-        if series is not None:
-            raise VolumeError(f"{path}: series {series} given, but only a DICOM series has one")
         _check_file(path)
         data, affine, header = _read_nibabel(path)
-    data = _to_3d(data, path, volume_index)
+        data = _to_3d(data, path, volume_index)
     _check_values(data, path)
     return Volume(data, affine, path, header)
 
@@ -332,7 +358,8 @@ def _disk_dtype(data: np.ndarray) -> np.ndarray:
 
 
 def save_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write a volume to ``.nii`` or ``.nii.gz``, keeping its geometry.
+    """Write a volume to ``.nii`` or ``.nii.gz``, keeping its geometry, or a map of a 2D
+    image to ``.tif``/``.tiff`` (:func:`~anomaly_maps.images2d.save_image2d`).
 
     The shape, affine, qform/sform codes and voxel sizes of ``volume`` (and of the
     header it carries from its source scan) are kept. The file is written to a
@@ -341,13 +368,16 @@ def save_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = Fa
     Raises
     ------
     VolumeError
-        Unsupported suffix, or ``path`` exists and ``overwrite`` is False.
+        Unsupported suffix, a TIFF for more than one slice, or ``path`` exists and
+        ``overwrite`` is False.
     """
     path = Path(path)
+    if full_suffix(path) in TIFF_SUFFIXES:
+        return save_image2d(volume.data, path, overwrite=overwrite)
     if full_suffix(path) not in NIFTI_SUFFIXES:
         raise VolumeError(
             f"{path}: cannot save as {full_suffix(path) or '(no suffix)'!r}, "
-            f"expected a name ending in {' or '.join(NIFTI_SUFFIXES)}"
+            f"expected a name ending in {' or '.join((*NIFTI_SUFFIXES, *TIFF_SUFFIXES))}"
         )
     data = _disk_dtype(volume.data)
     header = volume.header.copy() if volume.header is not None else None

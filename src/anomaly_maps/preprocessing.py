@@ -31,6 +31,7 @@ __all__ = [
     "PreprocessingSpec",
     "SliceGeometry",
     "SliceStack",
+    "check_scan_fits",
     "foreground_mask",
     "normalize_intensity",
     "resize_planes",
@@ -62,6 +63,9 @@ class PreprocessingSpec(FrozenConfig):
     foreground_fraction
         A voxel is foreground when above ``min + foreground_fraction * (p99.5 - min)``
         of the raw intensities; enclosed holes (ventricles) are filled.
+    images
+        The model's inputs are 2D images (PNG, JPEG, TIFF: one-slice volumes, seed 004),
+        not 3D scans; :func:`check_scan_fits` refuses the other kind.
     """
 
     axis: Axis = "axial"
@@ -69,6 +73,7 @@ class PreprocessingSpec(FrozenConfig):
     normalization: Normalization = "percentile"
     percentiles: tuple[float, float] = (0.5, 99.5)
     foreground_fraction: float = 0.05
+    images: bool = False
 
     format_version: ClassVar[int] = 1
 
@@ -90,6 +95,8 @@ class PreprocessingSpec(FrozenConfig):
             raise ParameterError(
                 f"foreground_fraction={self.foreground_fraction!r}: expected a float in [0, 1)"
             )
+        if not isinstance(self.images, bool):
+            raise ParameterError(f"images={self.images!r}: expected true or false")
 
     @classmethod
     def _label(cls) -> str:
@@ -132,7 +139,8 @@ class SliceStack:
     Attributes
     ----------
     images
-        (N, size, size) float32 normalised intensities.
+        (N, size, size) float32 normalised intensities; (N, C, size, size) for a
+        volume of C >= 2 channels (an RGB image), each channel normalised alone.
     mask
         (N, size, size) bool foreground.
     positions
@@ -150,6 +158,22 @@ class SliceStack:
     positions: np.ndarray
     geometry: SliceGeometry
     foreground: np.ndarray
+
+
+def check_scan_fits(volume: Volume, spec: PreprocessingSpec, in_channels: int) -> None:
+    """Refuse, before any work, a scan of the wrong kind for a model: a 2D image for a
+    model of 3D scans or the reverse, or another number of channels (RGB for grey)."""
+    where = f"{volume.path}: " if volume.path else ""
+    if volume.is_image2d != spec.images:
+        got = "a 2D image" if volume.is_image2d else f"a 3D volume {volume.shape}"
+        wanted = "2D images (.png, .jpg, .tif)" if spec.images else "3D scans (NIfTI, DICOM)"
+        raise VolumeError(f"{where}is {got}, but the model was trained on {wanted}")
+    if volume.channels != in_channels:
+        raise VolumeError(
+            f"{where}has {volume.channels} channel(s), but the model takes {in_channels} "
+            f"({'RGB' if in_channels == 3 else 'greyscale' if in_channels == 1 else 'other'}"
+            " images; train with --channels to match)"
+        )
 
 
 def foreground_mask(data: np.ndarray, fraction: float = 0.05) -> np.ndarray:
@@ -229,37 +253,49 @@ def resize_planes(planes: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     )[:, 0]
 
 
+def _model_planes(
+    data: np.ndarray, ornt: np.ndarray, axis: int, pad, size: int, fill: float
+) -> torch.Tensor:
+    """One channel's (X, Y, Z) voxels as padded, resized (N, size, size) planes."""
+    planes = _to_planes(nib.orientations.apply_orientation(data, ornt), axis)
+    planes = np.pad(planes, ((0, 0), *pad), constant_values=fill)
+    return resize_planes(torch.from_numpy(np.ascontiguousarray(planes)), (size, size))
+
+
 def to_slices(volume: Volume, spec: PreprocessingSpec) -> SliceStack:
-    """Cut a scan into normalised, square, model-sized slices (see module docstring)."""
-    mask = foreground_mask(volume.data, spec.foreground_fraction)
-    normalized = normalize_intensity(volume.data, mask, spec)
+    """Cut a scan into normalised, square, model-sized slices (see module docstring).
+
+    A volume of several channels (an RGB image) shares one foreground (of the channels'
+    mean) and one geometry; each channel is normalised on its own.
+    """
+    channels = volume.data if volume.channels > 1 else volume.data[..., None]
+    mask = foreground_mask(channels.mean(axis=-1), spec.foreground_fraction)
     ornt = nib.orientations.io_orientation(volume.affine)
     axis = _CANONICAL_AXIS[spec.axis]
-    planes = _to_planes(nib.orientations.apply_orientation(normalized, ornt), axis)
-    mask_planes = _to_planes(nib.orientations.apply_orientation(mask, ornt), axis)
+    oriented = _to_planes(nib.orientations.apply_orientation(mask, ornt), axis)
 
     zooms = _canonical_zooms(volume, ornt)
     in_plane = [i for i in range(3) if i != axis]
     spacing = zooms[[in_plane[1], in_plane[0]]]  # rows run along the later canonical axis
-    pad = _square_padding(planes.shape[1:], spacing)
-    fill = float(normalized.min())
-    planes = np.pad(planes, ((0, 0), *pad), constant_values=fill)
-    mask_planes = np.pad(mask_planes, ((0, 0), *pad), constant_values=False)
-
-    size = (spec.size, spec.size)
-    images = resize_planes(torch.from_numpy(np.ascontiguousarray(planes)), size)
-    mask_t = resize_planes(torch.from_numpy(np.ascontiguousarray(mask_planes, np.float32)), size)
-    n = planes.shape[0]
+    pad = _square_padding(oriented.shape[1:], spacing)
+    images = []
+    for c in range(channels.shape[-1]):
+        normalized = normalize_intensity(channels[..., c], mask, spec)
+        fill = float(normalized.min())
+        images.append(_model_planes(normalized, ornt, axis, pad, spec.size, fill))
+    mask_t = _model_planes(mask.astype(np.float32), ornt, axis, pad, spec.size, 0.0)
+    n = oriented.shape[0]
     geometry = SliceGeometry(
         shape=volume.shape,
         ornt=ornt,
         axis=axis,
-        plane_shape=(planes.shape[1] - sum(pad[0]), planes.shape[2] - sum(pad[1])),
+        plane_shape=oriented.shape[1:],
         pad=pad,
         size=spec.size,
     )
+    stacked = images[0] if len(images) == 1 else torch.stack(images, dim=1)
     return SliceStack(
-        images=images.numpy().astype(np.float32, copy=False),
+        images=stacked.numpy().astype(np.float32, copy=False),
         mask=mask_t.numpy() >= 0.5,
         positions=np.linspace(0.0, 1.0, n, dtype=np.float32) if n > 1 else np.zeros(1, np.float32),
         geometry=geometry,

@@ -36,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--axis", choices=AXES, default="axial")
     p.add_argument("--size", type=integer(4), default=None,
                    help="in-plane size (default: preset's)")  # fmt: skip
+    p.add_argument("--channels", type=integer(1), default=None,
+                   help="input channels: 3 for RGB images (default: preset's, 1)")  # fmt: skip
     p.add_argument("--normalization", choices=NORMALIZATIONS, default="percentile")
     p.add_argument("--epochs", type=integer(1), default=20)
     p.add_argument("--batch-size", type=integer(1), default=64, help="slices per step")
@@ -97,6 +99,8 @@ def _model_config(args: argparse.Namespace):
         return PriorConfig.for_vqvae(vq, **{**base, **overrides})
     if args.size is not None:
         overrides.setdefault("size", args.size)
+    if args.channels is not None:
+        overrides.setdefault("in_channels", args.channels)
     return config_from_dict(args.model, {**base, **overrides})
 
 

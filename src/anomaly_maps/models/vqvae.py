@@ -18,6 +18,9 @@ References
    vector-quantized variational autoencoders", ISBI 2021 (seed 002).
 .. [2] van den Oord, Vinyals & Kavukcuoglu, "Neural Discrete Representation Learning",
    NeurIPS 2017.
+.. [3] Dhariwal et al., "Jukebox: A Generative Model for Music", arXiv 2005.00341, 2020,
+   section 3.2 and ``jukebox/vqvae/bottleneck.py``: random restarts of codes whose
+   moving-average usage falls below a threshold, at encoder outputs of the current batch.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from .._config import is_int, is_real
 from ..errors import ParameterError
 from ._base import LossOutput, ModelConfig, register_model
 from ._conv import ResBlock, group_norm
+from .codebook import code_counts, code_usage, ema_codebook, restart_dead_codes, sum_over_ranks
 
 __all__ = ["VQVAE", "Quantized", "VQVAEConfig"]
 
@@ -74,14 +78,15 @@ class VQVAEConfig(ModelConfig):
         assigned to each code, or gradient descent on the codebook loss
         ``||sg[z_e] - e||^2`` (seed 002, section 2.1).
     ema_decay : float
-        Decay of the moving averages (``codebook="ema"`` only).
+        Decay of the moving averages: of the code usage counts (both codebooks) and of
+        the assigned vectors' sums (``codebook="ema"``).
     ema_epsilon : float
         Laplace smoothing of the code counts (``codebook="ema"`` only).
     dead_code_threshold : float
-        With ``codebook="ema"``, a code whose moving-average count of assigned vectors
-        per batch falls below this is restarted at a random encoder output of the
-        current batch (0 disables restarts). As counts start at zero, the first training
-        batch also initialises the whole codebook from data.
+        A code whose moving-average count of assigned vectors per batch falls below this
+        is restarted at a random encoder output of the current batch (Jukebox's random
+        restarts [3]_; 0 disables them), with either codebook. As counts start at zero,
+        the first training batch also initialises the whole codebook from data.
     recon : {"l1", "l2"}
         Pixel reconstruction loss.
     dropout : float
@@ -188,18 +193,6 @@ def _res_stack(channels: int, config: VQVAEConfig) -> list[nn.Module]:
     return [ResBlock(channels, config.dropout) for _ in range(config.res_blocks)]
 
 
-def _code_counts(codes: torch.Tensor, num_codes: int) -> torch.Tensor:
-    """``(num_codes,)`` float32 number of occurrences of each code in ``codes``."""
-    flat = codes.flatten()
-    return torch.zeros(num_codes, device=codes.device).index_add_(
-        0, flat, torch.ones_like(flat, dtype=torch.float32)
-    )
-
-
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
 @register_model(
     VQVAEConfig,
     presets={
@@ -237,10 +230,13 @@ class VQVAE(nn.Module):
 
     Notes
     -----
-    With ``codebook="ema"`` the codebook and its moving averages are buffers, updated in
-    training mode only, inside :meth:`quantize` (so also by :meth:`forward`). Under
-    ``torch.distributed`` the per-batch statistics are summed over processes and
-    restarted codes are broadcast from rank 0, so all replicas keep the same codebook.
+    The moving-average code counts (buffer ``ema_count``) and, with ``codebook="ema"``,
+    the codebook and its sums (buffers) are updated in training mode only, inside
+    :meth:`quantize` (so also by :meth:`forward`); dead-code restarts happen there too,
+    with either codebook. Under ``torch.distributed`` the per-batch statistics are summed
+    over processes (so every rank finds the same dead codes) and the restart candidates
+    are broadcast from rank 0 (so every rank restarts them at the same vectors), as in
+    Jukebox [3]_: all replicas keep the same codebook.
     """
 
     def __init__(self, config: VQVAEConfig) -> None:
@@ -280,8 +276,18 @@ class VQVAE(nn.Module):
             self.codebook = nn.Parameter(codebook)
         else:
             self.register_buffer("codebook", codebook)
-            self.register_buffer("ema_count", torch.zeros(k))
             self.register_buffer("ema_sum", codebook.clone())
+        self.register_buffer("ema_count", torch.zeros(k))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Accept state dicts of ``codebook="loss"`` models written before they tracked
+        code usage: without a record every code starts just alive (count = threshold),
+        as Jukebox's codebook after its data initialisation, so a resumed run restarts
+        only the codes its batches then leave unused."""
+        key = f"{prefix}ema_count"
+        if self.config.codebook == "loss" and key not in state_dict:
+            state_dict[key] = torch.full_like(self.ema_count, self.config.dead_code_threshold)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -325,7 +331,8 @@ class VQVAE(nn.Module):
     def quantize(self, z_e: torch.Tensor) -> Quantized:
         """Replace each vector of ``z_e`` by its nearest codebook entry (seed 002, eq. 1).
 
-        In training mode with ``codebook="ema"`` this also updates the codebook.
+        In training mode this also updates the code counts, with ``codebook="ema"`` the
+        codebook, and restarts dead codes (see :class:`VQVAEConfig`).
 
         Parameters
         ----------
@@ -340,17 +347,19 @@ class VQVAE(nn.Module):
         """
         b, d, h, w = z_e.shape
         # Distances in float32 even under autocast: argmin over near-ties needs precision.
-        flat = z_e.permute(0, 2, 3, 1).reshape(-1, d).float()
-        codebook = self.codebook.float()
-        distances = (
-            flat.square().sum(1, keepdim=True)
-            - 2 * flat @ codebook.T
-            + codebook.square().sum(1)[None, :]
-        )
-        codes = distances.argmin(1)
-        if self.training and self.config.codebook == "ema":
-            self._ema_update(flat.detach(), codes)
+        # No autograd: argmin has no gradient, and a restart may then change the codebook.
+        with torch.no_grad():
+            flat = z_e.detach().permute(0, 2, 3, 1).reshape(-1, d).float()
             codebook = self.codebook.float()
+            distances = (
+                flat.square().sum(1, keepdim=True)
+                - 2 * flat @ codebook.T
+                + codebook.square().sum(1)[None, :]
+            )
+            codes = distances.argmin(1)
+        if self.training:
+            self._update_codebook(flat, codes)
+        codebook = self.codebook.float()
         quantized = F.embedding(codes, codebook).view(b, h, w, d).permute(0, 3, 1, 2)
         quantized = quantized.to(z_e.dtype)
         commitment = F.mse_loss(z_e, quantized.detach())
@@ -362,34 +371,28 @@ class VQVAE(nn.Module):
         return Quantized(z_q, codes.view(b, h, w), commitment, codebook_loss)
 
     @torch.no_grad()
-    def _ema_update(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
-        """Moving-average codebook update from one batch, then dead-code restarts.
-
-        ``flat`` is ``(N, D)`` float32 encoder outputs, ``codes`` their ``(N,)`` codes.
-        """
+    def _update_codebook(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
+        """Moving-average code counts (and EMA codebook) from one batch, then restarts
+        (:mod:`~anomaly_maps.models.codebook`); ``flat`` is ``(N, D)`` float32 encoder
+        outputs, ``codes`` their ``(N,)`` codes."""
         cfg = self.config
-        counts = _code_counts(codes, cfg.num_codes)
-        sums = torch.zeros_like(self.ema_sum).index_add_(0, codes, flat)
-        if _distributed():
-            torch.distributed.all_reduce(counts)
-            torch.distributed.all_reduce(sums)
+        ema_sum = self.ema_sum if cfg.codebook == "ema" else None
+        counts = sum_over_ranks(code_counts(codes, cfg.num_codes))
         self.ema_count.lerp_(counts, 1 - cfg.ema_decay)
-        self.ema_sum.lerp_(sums, 1 - cfg.ema_decay)
-        total = self.ema_count.sum()
-        smoothed = (self.ema_count + cfg.ema_epsilon) / (total + cfg.num_codes * cfg.ema_epsilon)
-        self.codebook.copy_(self.ema_sum / (smoothed * total)[:, None])
-        if cfg.dead_code_threshold > 0:
-            # torch.where instead of boolean indexing: no host sync on the number of dead codes.
-            dead = self.ema_count < cfg.dead_code_threshold
-            fresh = flat[torch.randint(len(flat), (cfg.num_codes,), device=flat.device)]
-            self.codebook.copy_(torch.where(dead[:, None], fresh, self.codebook))
-            self.ema_sum.copy_(
-                torch.where(dead[:, None], fresh * cfg.dead_code_threshold, self.ema_sum)
+        if ema_sum is not None:
+            ema_codebook(
+                self.codebook,
+                self.ema_count,
+                ema_sum,
+                flat,
+                codes,
+                epsilon=cfg.ema_epsilon,
+                decay=cfg.ema_decay,
             )
-            self.ema_count.masked_fill_(dead, cfg.dead_code_threshold)
-            if _distributed():
-                for buffer in (self.codebook, self.ema_sum, self.ema_count):
-                    torch.distributed.broadcast(buffer, src=0)
+        if cfg.dead_code_threshold > 0:
+            restart_dead_codes(
+                self.codebook, self.ema_count, ema_sum, flat, cfg.dead_code_threshold
+            )
 
     def codes(self, x: torch.Tensor) -> torch.Tensor:
         """Code grid of slices.
@@ -469,17 +472,14 @@ class VQVAE(nn.Module):
         -------
         LossOutput
             ``total`` and the terms ``rec`` (mean pixel error), ``commit``,
-            ``codebook`` (with ``codebook="loss"`` only) and ``perplexity``
-            (``exp`` of the entropy of the batch's code usage, at most ``num_codes``).
+            ``codebook`` (with ``codebook="loss"`` only), and the batch's codebook usage
+            ``perplexity`` and ``codes_used`` (:func:`~anomaly_maps.models.codebook.code_usage`).
         """
         q = self.quantize(self.encode(x))
         rec = self.reconstruction_loss(x, self.decode(q.z_q)).mean()
         total = rec + self.config.commitment_weight * q.commitment_loss + q.codebook_loss
-        usage = _code_counts(q.codes, self.config.num_codes)
-        usage = usage / usage.sum()
-        perplexity = torch.exp(-torch.special.xlogy(usage, usage).sum())
         terms = {"rec": rec.detach(), "commit": q.commitment_loss.detach()}
         if self.config.codebook == "loss":
             terms["codebook"] = q.codebook_loss.detach()
-        terms["perplexity"] = perplexity
+        terms.update(code_usage(q.codes, self.config.num_codes))
         return LossOutput(total=total, terms=terms)

@@ -5,6 +5,11 @@ affine) and the scan's NIfTI geometry in ``metadata``, so it overlays the scan v
 voxel and the plugin's writer saves it with the scan's affine and header. What made a
 map (scorer, parameters, checkpoint, per-slice scores, brain mask) is kept under
 ``metadata["anomaly_map"]``.
+
+napari's own reader opens 2D images (PNG, JPEG, TIFF) as 2D layers, RGB with
+``rgb=True``; the plugin leaves them to it. :func:`layer_volume` turns such a layer into
+the one-slice volume :mod:`anomaly_maps.images2d` reads from a file, and
+:func:`add_or_update` lays a map of it back on the layer's 2D grid.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.colormaps import DirectLabelColormap
 
+from ..images2d import image_affine
 from ..io import Volume
 from ._geometry import layer_affine
 from ._threshold import ThresholdIndex
@@ -68,8 +74,19 @@ def layer_state(layer: Layer) -> dict[str, Any]:
     }
 
 
+def _image2d_volume(layer: Image) -> Volume:
+    """A 2D layer as the ``(rows, cols, 1[, 3])`` volume its file reads as (alpha dropped)."""
+    data = np.asarray(layer.data)
+    pixels = data[:, :, None, :3] if layer.rgb else data[:, :, None]
+    path = layer.source.path or None
+    return Volume(pixels, image_affine(tuple(float(s) for s in layer.scale)), path)
+
+
 def layer_volume(layer: Image) -> Volume:
-    """The scan behind an Image layer, with the affine it was read with."""
+    """The scan behind an Image layer, with the affine it was read with; a 2D layer (an
+    image napari's reader opened) as a one-slice volume."""
+    if layer.ndim == 2:
+        return _image2d_volume(layer)
     data = np.asarray(layer.data)
     path = layer.metadata.get("source_path")
     return Volume(
@@ -114,8 +131,11 @@ def add_or_update(
 
     Refilling keeps what the user changed on the layer (colormap, opacity, ...) and
     only replaces its data and record. Layers are compared with ``isinstance`` and
-    ``==``, never ``type``/``is``: a plugin's viewer hands out proxies of them.
+    ``==``, never ``type``/``is``: a plugin's viewer hands out proxies of them. A
+    one-slice map of a 2D ``source`` is shown as 2D, on the image's pixels.
     """
+    if source.ndim == 2 and data.ndim == 3 and data.shape[2] == 1:
+        data = data[:, :, 0]
     metadata = {k: source.metadata[k] for k in _GEOMETRY_KEYS if k in source.metadata}
     if info is not None:
         metadata[MAP_KEY] = info

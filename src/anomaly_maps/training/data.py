@@ -28,7 +28,8 @@ class SliceData:
     Attributes
     ----------
     images
-        (N, 1, S, S) float32 preprocessed slices, or (N, h, w) int64 codes for a prior.
+        (N, C, S, S) float32 preprocessed slices (C = 1 for scans, 3 for RGB images), or
+        (N, h, w) int64 codes for a prior.
     positions
         (N,) float32 slice position in [0, 1] along the slicing axis.
     volume
@@ -58,21 +59,31 @@ def load_slices(
     min_foreground: float = 0.05,
     progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None,
 ) -> SliceData:
-    """Cut every volume into model slices; keep those with enough foreground."""
+    """Cut every volume (or 2D image: one slice) into model slices; keep those with
+    enough foreground. All inputs need the same number of channels."""
     if not paths:
         raise AnomalyMapsError("no training volumes given")
     images, positions, volume = [], [], []
+    first: tuple[int, str] | None = None  # channels and path of the first input
     items: Iterator[Any] = iter(enumerate(paths))
     if progress is not None:
         items = progress(items, len(paths))
     for i, path in items:
-        stack = to_slices(load_volume(path), spec)
+        scan = load_volume(path)
+        first = first or (scan.channels, str(path))
+        if scan.channels != first[0]:
+            raise AnomalyMapsError(
+                f"{path}: has {scan.channels} channel(s) but {first[1]} has {first[0]}: "
+                "expected training inputs with one number of channels"
+            )
+        stack = to_slices(scan, spec)
         keep = stack.mask.mean(axis=(1, 2)) >= min_foreground
-        images.append(torch.from_numpy(stack.images[keep]))
+        kept = torch.from_numpy(stack.images[keep])
+        images.append(kept if kept.ndim == 4 else kept[:, None])
         positions.append(torch.from_numpy(stack.positions[keep]))
         volume.append(torch.full((int(keep.sum()),), i, dtype=torch.int64))
     data = SliceData(
-        torch.cat(images)[:, None],
+        torch.cat(images),
         torch.cat(positions),
         torch.cat(volume),
         [Path(p).name for p in paths],
