@@ -162,11 +162,6 @@ def test_grey_image_scores_end_to_end_with_iwae(grey_png, tmp_path, capsys):
     assert "shape        (20, 30, 1)  dtype uint8" in capsys.readouterr().out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scoring/inferer.py Slices.from_stack adds a channel axis to every stack "
-    "([:, None]); it must add it only to (N, S, S) stacks: with that one change this passes",
-)
 def test_rgb_image_scores_end_to_end(tmp_path):
     from anomaly_maps.checkpoint import load_checkpoint
     from anomaly_maps.models import VAEConfig

@@ -116,10 +116,14 @@ def run(args: argparse.Namespace) -> int:
     from ..training import TrainConfig, dist_from_env, metrics_path, train
 
     model_config = _model_config(args)
+    from ..images2d import is_image2d
+
+    paths = expand_paths(args.data)
     preprocessing = PreprocessingSpec(
         axis=args.axis,
         size=getattr(model_config, "size", args.size or 64),
         normalization=args.normalization,
+        images=bool(paths) and all(is_image2d(p) for p in paths),
     )
     config = TrainConfig(
         epochs=args.epochs,
@@ -138,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     if not main_rank:  # one copy of every warning, from rank 0
         logging.getLogger("anomaly_maps").setLevel(logging.ERROR)
     result = train(
-        expand_paths(args.data),
+        paths,
         args.out,
         model_config=model_config,
         preprocessing=preprocessing,

@@ -70,8 +70,9 @@ class Slices:
     def from_stack(cls, stack: SliceStack, indices: np.ndarray) -> Slices:
         """The slices at ``indices`` of a :class:`~anomaly_maps.preprocessing.SliceStack`."""
         indices = np.asarray(indices, dtype=np.int64)
+        images = torch.from_numpy(stack.images[indices])  # (N, S, S) or (N, C, S, S)
         return cls(
-            images=torch.from_numpy(stack.images[indices])[:, None],
+            images=images[:, None] if images.ndim == 3 else images,
             positions=torch.from_numpy(stack.positions[indices]),
             masks=torch.from_numpy(stack.mask[indices]),
             indices=indices,

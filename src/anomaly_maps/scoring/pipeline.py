@@ -18,7 +18,13 @@ from ..checkpoint import Checkpoint
 from ..device import resolve_device
 from ..errors import ParameterError
 from ..io import Volume
-from ..preprocessing import PreprocessingSpec, SliceStack, slices_to_volume, to_slices
+from ..preprocessing import (
+    PreprocessingSpec,
+    SliceStack,
+    check_scan_fits,
+    slices_to_volume,
+    to_slices,
+)
 from ._registry import resolve_scorers
 from .inferer import SliceInferer, Slices
 
@@ -193,6 +199,7 @@ def score_volume(
         One per scorer, in order.
     """
     check_volume_score(volume_score)  # before any work
+    check_scan_fits(volume, checkpoint.preprocessing, _in_channels(checkpoint))
     if prepared is not None and (
         prepared.preprocessing != checkpoint.preprocessing
         or prepared.stack.geometry.shape != tuple(volume.shape)
@@ -249,3 +256,8 @@ def score_volume(
             )
         )
     return out
+
+
+def _in_channels(checkpoint: Checkpoint) -> int:
+    """Channels per slice the checkpoint's first model takes (1 for configs without any)."""
+    return int(getattr(checkpoint.model.config, "in_channels", 1))
