@@ -28,8 +28,8 @@ __all__ = ["MIN_OVERLAP_DICE", "RegistrationError", "register", "resample"]
 #: not overlap, an optimiser lost in a local optimum).
 MIN_OVERLAP_DICE = 0.6
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
-_LEVELS_MM = (6.0, 3.0)  # voxel size of the coarse and the fine level (at most)
-_SMOOTH_MM = (2.0, 1.0)
+_LEVELS_MM = (6.0, 3.0, 0.0)  # voxel size of each level (at most; 0: the template's own)
+_SMOOTH_MM = (2.0, 1.0, 0.0)
 
 
 class RegistrationError(AnomalyMapsError):
@@ -74,7 +74,7 @@ def _stage(fixed, moving, fixed_mask, transform, seed: int):
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.1, seed)
+    method.SetMetricSamplingPercentage(0.05, seed)
     method.SetMetricFixedMask(fixed_mask)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(
@@ -90,10 +90,25 @@ def _stage(fixed, moving, fixed_mask, transform, seed: int):
     return fitted, method.GetMetricValue()
 
 
+def _coarsened(volume: Volume, spacing: float) -> Volume:
+    """The volume smoothed and strided to voxels of about ``spacing`` along each axis
+    finer than that: the registration's finest level never reads the finer detail, and
+    a 1 mm scan costs a quarter of the time."""
+    step = np.maximum(1, np.round(spacing / volume.zooms)).astype(int)
+    if (step == 1).all():
+        return volume
+    smooth = ndimage.gaussian_filter(np.asarray(volume.data, np.float32), sigma=0.5 * (step - 1))
+    affine = volume.affine.copy()
+    affine[:3, :3] = affine[:3, :3] * step
+    data = smooth[:: step[0], :: step[1], :: step[2]]
+    return Volume(np.ascontiguousarray(data), affine, volume.path)
+
+
 def register(moving: Volume, fixed: Volume, *, seed: int = 0) -> np.ndarray:
     """The 4x4 RAS world affine taking points of ``fixed`` (the template) to ``moving``.
 
-    Rigid, then affine, both from a moments (centre-of-mass) start. The result is
+    Rigid, then affine, both from a moments (centre-of-mass) start, on ``moving``
+    coarsened to about the template's voxel size. The result is
     checked: the moving foreground brought onto the template grid must overlap the
     template's foreground with Dice >= :data:`MIN_OVERLAP_DICE`.
 
@@ -106,6 +121,7 @@ def register(moving: Volume, fixed: Volume, *, seed: int = 0) -> np.ndarray:
     import SimpleITK as sitk
 
     name = moving.path or "volume"
+    moving = _coarsened(moving, float(min(fixed.zooms)))
     moving_fg = foreground_mask(moving.data)
     fixed_fg = foreground_mask(fixed.data)
     if not moving_fg.any():
