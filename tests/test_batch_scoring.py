@@ -186,9 +186,9 @@ def test_readers_pin_memory_only_for_cuda(scans, tiny_checkpoint, monkeypatch, d
 
     monkeypatch.setattr(batch_scoring, "DataLoader", loader)
     job = batch_scoring.ScoringJob(load_checkpoint(tiny_checkpoint), tiny_checkpoint, [])
-    [(volume, prepared)] = batch_scoring._read_ahead(scans[:1], job, 1, torch.device(device))
+    [(placed, prepared)] = batch_scoring._read_ahead(scans[:1], job, 1, torch.device(device))
     assert requested == [pinned]
-    assert prepared.stack.geometry.shape == volume.shape  # preprocessed by the reader
+    assert prepared.stack.geometry.shape == placed.scored.shape  # preprocessed by the reader
 
 
 def test_precision_is_in_the_completion_record(scans, tiny_checkpoint, tmp_path):

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from test_training import _train
 
 from anomaly_maps.checkpoint import load_checkpoint
 from anomaly_maps.cli.train import LR_SCHEDULES as CLI_SCHEDULES
@@ -13,7 +14,6 @@ from anomaly_maps.errors import ParameterError
 from anomaly_maps.io import save_volume
 from anomaly_maps.training import LR_SCHEDULES, TrainConfig, best_path
 from anomaly_maps.training.run import _is_best, _out_of_patience
-from test_training import _train
 
 
 @pytest.fixture(scope="module")

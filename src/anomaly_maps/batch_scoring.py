@@ -40,7 +40,8 @@ from ._fileio import write_text
 from .checkpoint import Checkpoint
 from .errors import AnomalyMapsError
 from .findings import Finding, Regions
-from .io import Volume, load_volume, source_files
+from .io import load_volume, source_files
+from .model_space import Placement, checkpoint_space, write_model_space_map
 from .outputs import WORKLIST, ScoreFiles, write_findings, write_score
 from .scoring import score_volume
 from .scoring.inferer import resolve_precision
@@ -105,6 +106,7 @@ class ScoringJob:
     volume_index: int | None = None
     series: str | None = None
     brain_mask: str = "none"
+    space: str = "native"
     min_ml: float = 0.1
     overwrite: bool = False
     atlas: Atlas | None = None
@@ -122,7 +124,7 @@ class ScoringJob:
             "scorers": [[name, dict(params)] for name, params in self.scorers],
             "normalize": self.normalize, "volume_score": self.volume_score,
             "seed": self.seed, "volume_index": self.volume_index, "series": self.series,
-            "brain_mask": self.brain_mask, "precision": self.precision,
+            "brain_mask": self.brain_mask, "precision": self.precision, "space": self.space,
             "thresholds": {k: list(v) for k, v in self.thresholds.items()},
             "min_ml": self.min_ml if self.thresholds else None,
             # only with --atlas: the records of runs without one stay valid
@@ -234,17 +236,19 @@ class _ScanReader(Dataset):
         self.scans, self.volume_index, self.series = list(scans), job.volume_index, job.series
         self.brain_mask, self.preprocessing = job.brain_mask, job.checkpoint.preprocessing
         self.on_brains = trained_on_brains(job.checkpoint.records.training)
+        self.space, self.model_space = job.space, checkpoint_space(job.checkpoint)
 
     def __len__(self) -> int:
         return len(self.scans)
 
     def __getitem__(
         self, i: int
-    ) -> tuple[tuple[Volume, PreparedVolume] | AnomalyMapsError, list, str | None]:
+    ) -> tuple[tuple[Placement, PreparedVolume] | AnomalyMapsError, list, str | None]:
         """The volume and its model input (or the error refusing it), the warnings
         reading it raised, which a worker process would otherwise not show, and the
         brain mask's note."""
         from .brain_mask import prepare_scan
+        from .model_space import place_scan
 
         note = None
         with warnings.catch_warnings(record=True) as caught:
@@ -253,7 +257,9 @@ class _ScanReader(Dataset):
                 volume = load_volume(self.scans[i], volume_index=self.volume_index,
                                      series=self.series)  # fmt: skip
                 volume, note = prepare_scan(volume, self.brain_mask, self.on_brains)
-                read = volume, prepare_volume(volume, self.preprocessing)
+                placed = place_scan(volume, self.space, self.model_space)
+                note = "\n".join(n for n in (note, placed.note) if n) or None
+                read = placed, prepare_volume(placed.scored, self.preprocessing)
             except AnomalyMapsError as err:  # re-raised as it is in the main process
                 read = err
         return read, [(w.category, str(w.message)) for w in caught], note
@@ -266,7 +272,7 @@ def _as_read(item: tuple) -> tuple:
 
 def _read_ahead(
     scans: Sequence[str], job: ScoringJob, workers: int, device: torch.device
-) -> Iterator[tuple[Volume, PreparedVolume]]:
+) -> Iterator[tuple[Placement, PreparedVolume]]:
     """The scans' volumes and model inputs in order, read and preprocessed ``workers``
     processes ahead (0: in this one); in pinned memory for a CUDA ``device``."""
     loader = DataLoader(_ScanReader(scans, job), batch_size=None, num_workers=workers,
@@ -281,13 +287,17 @@ def _read_ahead(
         yield read
 
 
-def _write_scan(job: ScoringJob, scan: str, volume: Volume, results: list,
+def _write_scan(job: ScoringJob, scan: str, placement: Placement, results: list,
                 files: Mapping[str, ScoreFiles], overwrite: bool,
                 log: Callable[[str], None]) -> list[WorklistRow]:  # fmt: skip
     """Normalise and write one scan's results; returns its worklist rows."""
-    rows = []
-    for raw in results:
+    rows, volume = [], placement.native
+    for model_raw, raw in zip(results, placement.to_native(results), strict=True):
         result = normalize_result(raw, job.normalize, job.calibrations.get(raw.scorer))
+        if job.space == "model" and model_raw.map is not None:
+            in_model = normalize_result(model_raw, job.normalize, job.calibrations.get(raw.scorer))
+            write_model_space_map(placement, in_model.map, files[raw.scorer].map,
+                                  overwrite=overwrite)  # fmt: skip
         write_score(volume, result, files[result.scorer], overwrite=overwrite)
         log(f"{scan}: {result.scorer} volume score {result.volume_score:.6g}")
         if job.thresholds:
@@ -368,18 +378,18 @@ def score_scans(
     with process_group(env, device), ThreadPoolExecutor(1) as writer:
         pending: tuple[int, Future] | None = None
         volumes = _read_ahead([scans[i] for i in todo], job, workers, device)
-        for i, (volume, prepared) in zip(todo, volumes, strict=True):
+        for i, (placement, prepared) in zip(todo, volumes, strict=True):
             scan, files = scans[i], planned[scans[i]]
             record_path(records, files).unlink(missing_ok=True)
             with (progress or (lambda _: nullcontext()))(scan) as callback:
                 results = score_volume(
-                    volume, job.checkpoint, job.scorers, batch_size=job.batch_size,
+                    placement.scored, job.checkpoint, job.scorers, batch_size=job.batch_size,
                     seed=job.seed, progress=callback, volume_score=job.volume_score,
                     precision=job.precision, prepared=prepared,
                 )  # fmt: skip
             if pending is not None:
                 rows[pending[0]] = pending[1].result()
-            pending = (i, writer.submit(_finish, job, fingerprints, records, scan, volume,
+            pending = (i, writer.submit(_finish, job, fingerprints, records, scan, placement,
                                         results, files, overwrite, log))  # fmt: skip
         if pending is not None:
             rows[pending[0]] = pending[1].result()
@@ -391,10 +401,10 @@ def score_scans(
 
 
 def _finish(job: ScoringJob, fingerprints: _Fingerprints, records: Path, scan: str,
-            volume: Volume, results: list, files: Mapping[str, ScoreFiles],
+            placement: Placement, results: list, files: Mapping[str, ScoreFiles],
             overwrite: bool, log: Callable[[str], None]) -> list[WorklistRow]:  # fmt: skip
     """Write a scan's outputs, then its completion record, last."""
-    rows = _write_scan(job, scan, volume, results, files, overwrite, log)
+    rows = _write_scan(job, scan, placement, results, files, overwrite, log)
     record = fingerprints.record(scan, files, rows)
     write_text(record_path(records, files), json.dumps(record, default=_tagged), overwrite=True)
     return rows

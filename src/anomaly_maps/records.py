@@ -214,6 +214,10 @@ class TrainingRecord:
         Whether the training volumes were skull-stripped brains; ``None``: unknown
         (checkpoints written before the field; the bundled ones were trained on the
         brain-masked MNI152 template, see :func:`trained_on_brains`).
+    space
+        The space of the training volumes (:func:`anomaly_maps.model_space.space_of`:
+        name, shape, affine, orientation); ``None``: not recorded (checkpoints written
+        before the field), read by :func:`~anomaly_maps.model_space.checkpoint_space`.
     """
 
     volumes: tuple[str, ...] = ()
@@ -231,6 +235,7 @@ class TrainingRecord:
     command: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     skull_stripped: bool | None = None
+    space: dict[str, Any] | None = None
 
     record_version: ClassVar[int] = 1
 
@@ -241,6 +246,8 @@ class TrainingRecord:
         data["volumes"], data["val_volumes"] = list(self.volumes), list(self.val_volumes)
         if self.skull_stripped is None:  # unknown stays absent: an old header reads back as it was
             del values["skull_stripped"]
+        if self.space is None:  # likewise for a header written before the space record
+            del values["space"]
         return {_VERSION_KEY: self.record_version, "data": data, **values}
 
     @classmethod

@@ -1,4 +1,5 @@
-"""``anomaly-maps info``: the geometry and intensities of scans (NIfTI, Analyze, DICOM)."""
+"""``anomaly-maps info``: the geometry and intensities of scans (NIfTI, Analyze, DICOM),
+and with ``--checkpoint`` what ``anomaly-maps score`` would do to each before scoring."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "inputs", nargs="+", metavar="SCAN", help="NIfTI/Analyze file(s) or DICOM folder(s)"
     )
+    p.add_argument("--checkpoint", metavar="CKPT",
+                   help="also say what scoring with this model does to each scan first "
+                   "(registration into its space, brain mask, intensities)")  # fmt: skip
     add_volume_index(p)
     add_series(p)
     p.set_defaults(run=run)
@@ -25,6 +29,11 @@ def run(args: argparse.Namespace) -> int:
     from ..brain_mask import looks_like_head
     from ..preprocessing import foreground_mask
 
+    checkpoint = None
+    if args.checkpoint is not None:
+        from ..checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(args.checkpoint)
     for path in args.inputs:
         vol = load_volume(path, volume_index=args.volume_index, series=args.series)
         header = vol.header
@@ -41,4 +50,38 @@ def run(args: argparse.Namespace) -> int:
         action = "extracts the brain (model of skull-stripped brains)" if head else "keeps it"
         print(f"  head scan    {'yes' if head else 'no'} ({outside:.0%} of the foreground "
               f"outside the brain): --brain-mask auto {action}")  # fmt: skip
+        if checkpoint is not None:
+            _print_plan(vol, head, checkpoint, args.checkpoint)
     return 0
+
+
+def _print_plan(volume, head: bool, checkpoint, name: str) -> None:
+    """What ``score --checkpoint name`` (defaults: --space auto, --brain-mask auto) does
+    to the scan before the model sees it."""
+    from ..model_space import checkpoint_space, grid_difference, on_model_grid
+    from ..records import trained_on_brains
+
+    space = checkpoint_space(checkpoint)
+    pre = checkpoint.preprocessing
+    on_brains = trained_on_brains(checkpoint.records.training)
+    print(f"  before scoring with {name}:")
+    print(f"    model space   {space.describe()}")
+    if not space.is_mni:
+        register = "no: the model's space is unknown, the scan is scored on its own grid"
+    elif on_model_grid(volume, space):
+        register = "no: the scan lies on the model's grid (scored as it is)"
+    else:
+        register = (f"yes: not on the model's grid ({grid_difference(volume, space)}); "
+                    "rigid + affine to the template, maps resampled back "
+                    "(--space native: none)")  # fmt: skip
+    brain = ("extracted first (head scan, model of skull-stripped brains)" if head and on_brains
+             else "none (not a head scan, or a model of heads)")  # fmt: skip
+    if pre.normalization == "percentile":
+        lo, hi = pre.percentiles
+        norm = f"foreground {lo:g}-{hi:g} percentiles to [0, 1], as the training volumes"
+    else:
+        norm = "foreground z-score (mean 0, std 1), as the training volumes"
+    print(f"    registration  {register}")
+    print(f"    brain mask    {brain} (--brain-mask auto)")
+    print(f"    intensities   {norm}")
+    print(f"    slices        {pre.axis}, {pre.size}x{pre.size} pixels")

@@ -63,6 +63,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_volume_index(p)
     add_series(p)
     add_brain_mask(p)
+    from ..model_space import SPACES
+
+    p.add_argument("--space", choices=list(SPACES), default="auto",
+                   help="; ".join(f"{k}: {v}" for k, v in SPACES.items()))  # fmt: skip
     _add_findings_options(p)
     p.set_defaults(run=run)
 
@@ -165,6 +169,10 @@ def run(args: argparse.Namespace) -> int:
         layout=args.layout, overwrite=args.overwrite or args.resume, findings=args.findings,
         report=args.report,
     )  # fmt: skip
+    from ..model_space import check_space_run
+
+    check_space_run(args.space, checkpoint, args.checkpoint, planned,
+                    overwrite=args.overwrite or args.resume)  # fmt: skip
     if args.layout == "mood" and args.normalize != "mood" and env.main:
         print("note: MOOD's evaluator clips maps and scores to [0, 1]; --normalize mood "
               "puts them there", file=sys.stderr)  # fmt: skip
@@ -172,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint, Path(args.checkpoint), scorers, calibrations, thresholds,
         normalize=args.normalize, volume_score=args.volume_score,
         batch_size=args.batch_size, seed=args.seed, volume_index=args.volume_index,
-        series=args.series, brain_mask=args.brain_mask, min_ml=args.min_ml,
+        series=args.series, brain_mask=args.brain_mask, space=args.space, min_ml=args.min_ml,
         overwrite=args.overwrite, atlas=atlas, precision=args.precision,
     )  # fmt: skip
     worklist = args.findings and len(planned) > 1

@@ -20,6 +20,7 @@ from ..augment import AugmentSpec
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..device import resolve_device
 from ..errors import AnomalyMapsError, CheckpointError
+from ..model_space import space_of
 from ..models import ModelConfig, PriorConfig, build_model
 from ..preprocessing import PreprocessingSpec
 from ..records import CheckpointRecords, TrainingRecord
@@ -174,6 +175,7 @@ def _train(
             raise CheckpointError(f"{job.out}: checkpoint and resume state disagree on the epoch")
 
     data = load_slices(job.paths, preprocessing, min_foreground=job.config.min_foreground)
+    space = space_of(job.paths)  # the training volumes' grid: MNI or unknown
     train_data, val_data = split_train_val(data, job.config.val_fraction, job.config.seed)
     if "vqvae" in models:
         train_data = code_data(models["vqvae"], train_data, job.device, job.config.batch_size)
@@ -246,6 +248,7 @@ def _train(
                 world_size=job.env.world,
                 command=job.command,
                 skull_stripped=job.config.skull_stripped,
+                space=space,
                 versions={
                     "anomaly_maps": __version__,
                     "torch": torch.__version__,
