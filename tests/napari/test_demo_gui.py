@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from napari.layers import Image, Labels
 
+from anomaly_maps.demo import DEMO_SCORER
 from anomaly_maps.napari._demo import WIDGETS, build_demo
 from anomaly_maps.napari._layers import displayed_plane
 from anomaly_maps.scoring.calibration import find_calibration
@@ -22,7 +23,7 @@ def test_demo_shows_the_thresholded_map_on_the_lesion(make_napari_viewer, qtbot)
     layers = {layer.name: layer for layer in viewer.layers}
     scan, label = layers["demo scan"], layers["demo lesion"]
     assert isinstance(scan, Image) and isinstance(label, Labels) and label.data.any()
-    heat, mask = layers["demo scan rec"], layers["demo scan rec mask"]
+    heat, mask = layers[f"demo scan {DEMO_SCORER}"], layers[f"demo scan {DEMO_SCORER} mask"]
     for layer in (label, heat, mask):
         np.testing.assert_allclose(layer.affine.affine_matrix, scan.affine.affine_matrix)
         np.testing.assert_allclose(layer.scale, scan.scale)
@@ -33,7 +34,7 @@ def test_demo_shows_the_thresholded_map_on_the_lesion(make_napari_viewer, qtbot)
     model, threshold = demo.widgets["Anomaly model"], demo.widgets["Anomaly threshold"]
     assert "benchmark" in model.card.text()
     calibration = find_calibration(
-        model.state.checkpoint, "rec", heat.metadata["anomaly_map"]["params"]
+        model.state.checkpoint, DEMO_SCORER, heat.metadata["anomaly_map"]["params"]
     )
     assert threshold.overlay.threshold == pytest.approx(calibration.dice_threshold)
     assert threshold.truth.value is label and "Dice" in threshold.metrics.text()

@@ -19,10 +19,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--headless", action="store_true", help="no window: write files to --out")
     p.add_argument("--out", type=out_folder, metavar="DIR", help="output folder of --headless")
-    p.add_argument("--model", choices=("vae", "cevae", "restoration"), default="vae",
-                   help="bundled model")  # fmt: skip
-    p.add_argument("--scorer", default="rec", metavar="NAME",
-                   help="a map scorer; see --list-scorers")  # fmt: skip
+    p.add_argument("--model", choices=("vae", "cevae", "restoration"), default="restoration",
+                   help="bundled model (default: the best by measurement, "
+                   "anomaly_maps.demo.DEMO_MODEL)")  # fmt: skip
+    p.add_argument("--scorer", default="fpi", metavar="NAME",
+                   help="a map scorer; see --list-scorers (default: DEMO_SCORER)")  # fmt: skip
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="scorer parameter (default: as calibrated in the model)")  # fmt: skip
     add_list_scorers(p)

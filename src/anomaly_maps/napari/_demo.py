@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication
 
-from ..demo import demo_params, lesion_plane
+from ..demo import DEMO_MODEL, DEMO_SCORER, demo_params, lesion_plane
 from ..errors import AnomalyMapsError, ParameterError
 from ..samples import sample_path
 from ._docks import DOCK_WIDTH, SCORE_HEIGHT, TITLE_HEIGHT, content_height
@@ -79,8 +79,8 @@ def dock_widgets(viewer: napari.Viewer) -> dict[str, QWidget]:
 def build_demo(
     viewer: napari.Viewer,
     *,
-    model: str = "vae",
-    scorer: str = "rec",
+    model: str = DEMO_MODEL,
+    scorer: str = DEMO_SCORER,
     params: dict[str, Any] | None = None,
     device: str = "auto",
 ) -> Demo:
