@@ -88,6 +88,8 @@ def _bet_estimates(data: np.ndarray, zooms: np.ndarray) -> _BetEstimates:
     t2, t98 = np.percentile(data, [2, 98])
     above = data > t2 + 0.1 * (t98 - t2)
     weights = np.clip(data, t2, t98) * above
+    if not weights.any():  # a scan mostly of one value, zero: the voxels above t
+        weights = above.astype(np.float32)
     grid = np.ogrid[tuple(slice(0, s) for s in data.shape)]
     centre = np.array([float((g * weights).sum()) for g in grid]) / float(weights.sum())
     radius = float(np.cbrt(3 * above.sum() * np.prod(zooms) / (4 * np.pi)))
