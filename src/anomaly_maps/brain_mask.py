@@ -42,8 +42,8 @@ __all__ = [
 ]
 
 #: A scan is a head when more than this share of its foreground lies outside the
-#: extracted brain grown by ``_HEAD_MARGIN_MM`` (skull-stripped brains: < 0.02,
-#: synthetic heads: ~0.2, Colin27 with skull: ~0.4).
+#: extracted brain grown by ``_HEAD_MARGIN_MM`` (skull-stripped brains: < 0.01,
+#: synthetic heads: ~0.25, ~0.45 with a 10 mm scalp, Colin27 with skull: ~0.43).
 HEAD_OUTSIDE_FRACTION = 0.08
 _HEAD_MARGIN_MM = 6.0
 #: An extracted brain smaller than this (ml) means the scan is no adult head (a phantom,
