@@ -7,9 +7,12 @@ bundled VAE's ``rec`` scorer (with its calibrated parameters) under ``--brain-ma
 none`` and ``auto``. ``--colin DIR`` adds the one real head this machine has: Colin27
 with skull (``DIR/ch2.nii.gz``, Debian package mricron-data, ``DIR`` =
 /usr/share/mricron/templates) against its brain-extracted version (``ch2bet.nii.gz``
-> 0) as the reference mask.
+> 0) as the reference mask. ``--scalp-mm`` and ``--bridge-mm`` make the synthetic heads
+harder the way real ones are (a thick scalp joined to the brain by a tissue bridge; see
+:mod:`anomaly_maps.synthetic_heads`).
 
     python scripts/brain_mask_check.py --heads 3 --score [--colin DIR]
+    python scripts/brain_mask_check.py --heads 3 --scalp-mm 8 12 --bridge-mm 5
 """
 
 from __future__ import annotations
@@ -48,10 +51,17 @@ def main() -> None:
     parser.add_argument("--score", action="store_true", help="also score with the VAE")
     parser.add_argument("--colin", type=Path, default=None, metavar="DIR",
                         help="also the Colin27 head of mricron-data in DIR")  # fmt: skip
+    parser.add_argument("--scalp-mm", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                        help="range of the synthetic scalp's thickness (default 2 4)")  # fmt: skip
+    parser.add_argument("--bridge-mm", type=float, default=0.0, metavar="R",
+                        help="radius of a brain-scalp tissue bridge (default none)")  # fmt: skip
     args = parser.parse_args()
     brain = load_volume(sample_path("brain"))
     checkpoint = load_checkpoint(sample_path("vae")) if args.score else None
-    heads = ((f"head {seed}", *synthetic_head(brain, seed)) for seed in range(args.heads))
+    shape = {"bridge_mm": args.bridge_mm}
+    if args.scalp_mm is not None:
+        shape["scalp_mm"] = tuple(args.scalp_mm)
+    heads = ((f"head {seed}", *synthetic_head(brain, seed, **shape)) for seed in range(args.heads))
     if args.colin is not None:
         real = [("Colin27", load_volume(args.colin / "ch2.nii.gz"),
                  load_volume(args.colin / "ch2bet.nii.gz").data > 0)]  # fmt: skip

@@ -4,7 +4,12 @@ No head template ships offline (the bundled MNI152 T1 is already brain-masked), 
 head is built around a brain: CSF (dark), skull (dark), fat (bright) and scalp shells
 of random, smoothly varying thickness from distance transforms of the brain mask, then a
 bias field, noise and a random affine deformation of image and reference mask together.
-Intensities are T1-like, relative to the brain's median.
+Intensities are T1-like, relative to the brain's median. Real heads are harder in two
+ways these options mimic: a scalp with temporal muscle up to about 12 mm thick
+(``scalp_mm``), and tissue that bridges CSF and skull (``bridge_mm``: a column of
+grey-matter-like intensity from the brain to the scalp, as vessels, dura or partial
+volume make) -- together they joined Colin27's brain to its scalp in the first,
+threshold-and-erode extractor.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ _SHELLS = (
     ("scalp", 0.75, (2.0, 4.0)),
 )
 _PAD_MM = 26.0
+_BRIDGE_LEVEL = 0.8  # grey matter relative to the brain's median in T1
 
 
 def _smooth_field(shape: tuple[int, ...], rng: np.random.Generator, sigma: float) -> np.ndarray:
@@ -54,25 +60,47 @@ def _deform(data: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
     return warped, warped_mask > 0.5
 
 
-def synthetic_head(brain: Volume, seed: int = 0) -> tuple[Volume, np.ndarray]:
+def _bridge(mask: np.ndarray, zooms: np.ndarray, radius: float) -> np.ndarray:
+    """A column of ``radius`` mm along the last axis, up from the centre of ``mask``."""
+    centre = np.array(ndimage.center_of_mass(mask))
+    grid = np.ogrid[tuple(slice(0, s) for s in mask.shape)]
+    pairs = zip(grid[:2], centre[:2], zooms[:2], strict=True)
+    across = sum(((g - c) * z) ** 2 for g, c, z in pairs)
+    return (across <= radius**2) & (grid[2] > centre[2]) & ~mask
+
+
+def synthetic_head(
+    brain: Volume,
+    seed: int = 0,
+    *,
+    scalp_mm: tuple[float, float] = _SHELLS[-1][2],
+    bridge_mm: float = 0.0,
+) -> tuple[Volume, np.ndarray]:
     """A head scan built around a skull-stripped ``brain``, and its true brain mask.
 
-    The grid is padded so the shells fit; the affine keeps world coordinates.
+    ``scalp_mm`` is the range of the scalp's mean thickness; ``bridge_mm`` > 0 adds a
+    tissue bridge of that radius across CSF, skull and fat at the top of the head. The
+    grid is padded so the shells fit; the affine keeps world coordinates.
     """
     rng = np.random.default_rng(seed)
+    shells = (*_SHELLS[:-1], (_SHELLS[-1][0], _SHELLS[-1][1], scalp_mm))
     zooms = np.asarray(brain.zooms, dtype=float)
-    pad = np.ceil(_PAD_MM / zooms).astype(int)
+    reach = 1.3 * sum(high for _name, _level, (_low, high) in shells)
+    pad = np.ceil(max(_PAD_MM, reach) / zooms).astype(int)
     data = np.pad(np.asarray(brain.data, np.float32), [(p, p) for p in pad])
     mask = np.pad(foreground_mask(brain.data), [(p, p) for p in pad])
     level = float(np.median(data[mask]))
     distance = ndimage.distance_transform_edt(~mask, sampling=zooms)
     head = data.copy()
     outer = 0.0
-    for _name, intensity, (low, high) in _SHELLS:
+    for name, intensity, (low, high) in shells:
         mean = rng.uniform(low, high)
         thickness = mean * (1 + 0.3 * _smooth_field(data.shape, rng, 4.0))
         shell = ~mask & (distance > outer) & (distance <= outer + thickness)
         head[shell] = intensity * level
+        if name == "scalp" and bridge_mm > 0:
+            bridge = _bridge(mask, zooms, bridge_mm) & (distance <= outer + 1.0)
+            head[bridge] = _BRIDGE_LEVEL * level
         outer = outer + thickness
     bias = np.exp(0.2 * _smooth_field(data.shape, rng, 8.0))
     head = head * bias
