@@ -1,7 +1,7 @@
 """Brain mask dock: extract the brain of a head scan into an editable Labels layer.
 
 A model trained on skull-stripped brains flags a head scan's skull and scalp
-(:mod:`anomaly_maps.brain_mask`). The extraction (about 15 s for a 1 mm head on a laptop
+(:mod:`anomaly_maps.brain_mask`). The extraction (about 5-8 s for a 1 mm head on 2 CPU cores
 CPU) runs in a worker thread; the layer it adds is what the score dock scores inside
 (:func:`~anomaly_maps.napari._brain_mask.masked_volume`), as edited by the user.
 """
