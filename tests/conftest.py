@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from anomaly_maps.io import Volume
+from anomaly_maps.io import Volume, save_volume
 from anomaly_maps.models import (
     CeVAEConfig,
     DAEConfig,
@@ -138,3 +138,18 @@ def tiny_batch() -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.stack([torch.exp(-r2 / (0.2 + 0.2 * i)) for i in range(3)])[:, None]
     x = (x + 0.05 * torch.rand(x.shape, generator=g)).clamp(0, 1)
     return x, torch.tensor([0.2, 0.5, 0.8])
+
+
+@pytest.fixture(scope="module")
+def healthy_paths(tmp_path_factory, tiny_volume) -> list[str]:
+    """Three 'subjects': the tiny head with different intensity scalings and noise."""
+    folder = tmp_path_factory.mktemp("healthy")
+    rng = np.random.default_rng(5)
+    paths = []
+    for i in range(3):
+        data = tiny_volume.data * (0.8 + 0.2 * i) + rng.normal(0, 1, tiny_volume.shape) * (
+            tiny_volume.data > 0
+        )
+        paths.append(str(save_volume(tiny_volume.with_data(data.astype(np.float32)),
+                                     folder / f"subject{i}.nii.gz")))  # fmt: skip
+    return paths

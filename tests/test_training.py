@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 
 from anomaly_maps.checkpoint import load_checkpoint
 from anomaly_maps.errors import AnomalyMapsError, CheckpointError
-from anomaly_maps.io import Volume, load_volume, save_volume
+from anomaly_maps.io import Volume, load_volume
 from anomaly_maps.models import PriorConfig, VAEConfig, config_from_dict
 from anomaly_maps.preprocessing import PreprocessingSpec, to_slices
 from anomaly_maps.samples import sample_path
@@ -27,21 +27,6 @@ TINY = {
     "dae": {"size": 16, "widths": (8, 16), "latent_dim": 8},
     "vqvae": {"size": 16, "widths": (8, 16), "res_blocks": 1, "num_codes": 8, "code_dim": 8},
 }
-
-
-@pytest.fixture(scope="module")
-def healthy_paths(tmp_path_factory, tiny_volume) -> list[str]:
-    """Three 'subjects': the tiny head with different intensity scalings and noise."""
-    folder = tmp_path_factory.mktemp("healthy")
-    rng = np.random.default_rng(5)
-    paths = []
-    for i in range(3):
-        data = tiny_volume.data * (0.8 + 0.2 * i) + rng.normal(0, 1, tiny_volume.shape) * (
-            tiny_volume.data > 0
-        )
-        paths.append(str(save_volume(tiny_volume.with_data(data.astype(np.float32)),
-                                     folder / f"subject{i}.nii.gz")))  # fmt: skip
-    return paths
 
 
 def _train(paths, out, kind="vae", epochs=3, **kwargs):

@@ -11,21 +11,8 @@ from test_training import _train
 from anomaly_maps.checkpoint import load_checkpoint
 from anomaly_maps.cli.train import LR_SCHEDULES as CLI_SCHEDULES
 from anomaly_maps.errors import ParameterError
-from anomaly_maps.io import save_volume
 from anomaly_maps.training import LR_SCHEDULES, TrainConfig, best_path
 from anomaly_maps.training.run import _is_best, _out_of_patience
-
-
-@pytest.fixture(scope="module")
-def paths(tmp_path_factory, tiny_volume) -> list[str]:
-    folder = tmp_path_factory.mktemp("schedule")
-    rng = np.random.default_rng(3)
-    out = []
-    for i in range(3):
-        data = tiny_volume.data * rng.uniform(0.9, 1.1)
-        out.append(str(save_volume(tiny_volume.with_data(data.astype(np.float32)),
-                                   folder / f"s{i}.nii.gz")))  # fmt: skip
-    return out
 
 
 def test_cli_offers_the_schedules_training_knows():
@@ -55,11 +42,11 @@ def test_best_and_patience_rules():
     assert _is_best([{"train_loss": 1.0}])  # no validation: the first epoch is kept
 
 
-def test_cosine_run_sets_the_optimizer_rate_and_keeps_the_best_epoch(tmp_path, paths):
+def test_cosine_run_sets_the_optimizer_rate_and_keeps_the_best_epoch(tmp_path, healthy_paths):
     out = tmp_path / "run.safetensors"
     config = TrainConfig(epochs=4, batch_size=8, lr=3e-3, seed=1, val_fraction=0.34,
                          lr_schedule="cosine")  # fmt: skip
-    result = _train(paths, out, config=config)
+    result = _train(healthy_paths, out, config=config)
     losses = [row["val_loss"] for row in result.history]
     best = best_path(out)
     assert best.is_file()
@@ -68,12 +55,12 @@ def test_cosine_run_sets_the_optimizer_rate_and_keeps_the_best_epoch(tmp_path, p
     assert kept.final_losses["val_loss"] == min(losses)
 
 
-def test_patience_stops_and_resume_does_not_restart(tmp_path, paths):
+def test_patience_stops_and_resume_does_not_restart(tmp_path, healthy_paths):
     out = tmp_path / "run.safetensors"
     config = TrainConfig(epochs=30, batch_size=8, lr=1e-9, seed=1, val_fraction=0.34,
                          patience=1)  # fmt: skip
-    result = _train(paths, out, config=config)  # lr 1e-9: the loss soon stops falling
+    result = _train(healthy_paths, out, config=config)  # lr 1e-9: the loss soon stops falling
     assert len(result.history) < 30
     assert _out_of_patience(result.history, 1)
-    again = _train(paths, out, config=config, resume=True)
+    again = _train(healthy_paths, out, config=config, resume=True)
     assert len(again.history) == len(result.history)
