@@ -61,15 +61,12 @@ def _brain_points(volume: Volume, n: int = 200) -> np.ndarray:
     return volume.affine @ np.c_[pick, np.ones(n)].T
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="flaky on a fresh CI machine (6.7 mm once, < 2 mm here): SimpleITK's threaded "
-    "Mattes MI is not reproducible across machines; to be made deterministic",
-)
-def test_a_moved_brain_registers_back_within_a_voxel():
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_moved_brain_registers_back_within_a_voxel(seed):
+    # seed 1 fitted a local optimum 11 mm off while the metric took 5 % samples only
     fixed = coarse_brain()
     scan, truth = _moved(fixed, (12, -6, 9), (6.0, -9.0, 5.0), (3.0, 3.0, 5.0), (60, 70, 34))
-    found = register(scan, fixed)
+    found = register(scan, fixed, seed=seed)
     points = _brain_points(fixed)
     error = np.linalg.norm((found @ points - truth @ points)[:3], axis=0)
     assert error.max() < 0.5 * 4.0  # half a model voxel (4 mm)

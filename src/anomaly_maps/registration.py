@@ -30,6 +30,8 @@ MIN_OVERLAP_DICE = 0.6
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _LEVELS_MM = (6.0, 3.0, 0.0)  # voxel size of each level (at most; 0: the template's own)
 _SMOOTH_MM = (2.0, 1.0, 0.0)
+_MIN_SAMPLES = 5000  # metric samples inside the template's mask at every level
+_THREADS = 4  # fixed, so that a scan registers the same on every machine
 
 
 class RegistrationError(AnomalyMapsError):
@@ -73,21 +75,36 @@ def _stage(fixed, moving, fixed_mask, transform, seed: int):
 
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+    spacing = min(fixed.GetSpacing())
+    shrinks = [max(1, round(mm / spacing)) for mm in _LEVELS_MM]
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.05, seed)
+    method.SetMetricSamplingPercentagePerLevel(_sampling_percentages(fixed_mask, shrinks), seed)
     method.SetMetricFixedMask(fixed_mask)
+    method.SetNumberOfThreads(_THREADS)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(
         learningRate=1.0, minStep=1e-3, numberOfIterations=200, relaxationFactor=0.5
     )
     method.SetOptimizerScalesFromPhysicalShift()
-    spacing = min(fixed.GetSpacing())
-    method.SetShrinkFactorsPerLevel([max(1, round(mm / spacing)) for mm in _LEVELS_MM])
+    method.SetShrinkFactorsPerLevel(shrinks)
     method.SetSmoothingSigmasPerLevel(list(_SMOOTH_MM))
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     method.SetInitialTransform(transform, inPlace=False)
     fitted = method.Execute(fixed, moving)
     return fitted, method.GetMetricValue()
+
+
+def _sampling_percentages(fixed_mask, shrinks: list[int]) -> list[float]:
+    """Per-level share of the template's voxels sampled by the metric: 5 % where that
+    leaves at least :data:`_MIN_SAMPLES` inside its mask, more where it does not.
+
+    A fixed 5 % left a few hundred samples at the coarsest level of a 4 mm template,
+    and one random seed in three then fitted a wrong local optimum (11-40 mm off).
+    """
+    import SimpleITK as sitk
+
+    inside = max(float(sitk.GetArrayViewFromImage(fixed_mask).sum()), 1.0)
+    return [min(1.0, max(0.05, _MIN_SAMPLES * s**3 / inside)) for s in shrinks]
 
 
 def _coarsened(volume: Volume, spacing: float) -> Volume:
