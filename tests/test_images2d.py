@@ -152,8 +152,12 @@ def test_grey_image_scores_end_to_end_with_iwae(grey_png, tmp_path, capsys):
     assert main(train) == 0, capsys.readouterr().err
     out = tmp_path / "scores"
     score = ["score", str(grey_png), "--checkpoint", str(ckpt), "--scorer", "iwae",
-             "--param", "n_samples=3", "--out", str(out), "--device", "cpu"]  # fmt: skip
+             "--param", "iwae:n_samples=3", "--scorer", "rec", "--out", str(out),
+             "--device", "cpu"]  # fmt: skip
     assert main(score) == 0, capsys.readouterr().err
+    heat = np.asarray(Image.open(out / "grey_rec.tiff"))
+    assert heat.shape == (20, 30) and heat.dtype == np.float32 and np.isfinite(heat).all()
+    assert not (out / "grey_rec.nii.gz").exists()
     value = float((out / "grey_iwae.txt").read_text())
     assert np.isfinite(value)
     rows = (out / "grey_iwae_slices.csv").read_text().splitlines()

@@ -2,7 +2,8 @@
 
 ``score`` writes one of two layouts (:data:`LAYOUTS`):
 
-- ``scan_scorer`` (default): ``OUT/<scan>_<scorer>.nii.gz`` (the map),
+- ``scan_scorer`` (default): ``OUT/<scan>_<scorer>.nii.gz`` (the map; ``.tiff`` for a
+  2D image),
   ``OUT/<scan>_<scorer>.txt`` (the volume score) and ``OUT/<scan>_<scorer>_slices.csv``
   (a score per slice), ``<scan>`` being the scan's file name without ``.nii[.gz]``.
 - ``mood``: MOOD's submission format, which MOOD's evaluator and ``anomaly-maps evaluate
@@ -32,6 +33,7 @@ import numpy as np
 
 from ._fileio import full_suffix, write_text
 from .errors import AnomalyMapsError
+from .images2d import is_image2d
 from .io import NIFTI_SUFFIXES, Volume, save_volume
 from .preprocessing import PreprocessingSpec, SliceStack, slices_to_volume, to_slices
 
@@ -103,7 +105,8 @@ def _score_files(
         return None if extra and extra not in extras else base.with_name(base.name + tail)
 
     extra = (named("_findings.csv", "findings"), named("_report.html", "report"))
-    return ScoreFiles(named(".nii.gz"), named(".txt"), named("_slices.csv"), *extra)
+    map_suffix = ".tiff" if is_image2d(scan) else ".nii.gz"  # a 2D image's map: its size
+    return ScoreFiles(named(map_suffix), named(".txt"), named("_slices.csv"), *extra)
 
 
 def _refuse_collisions(planned: Mapping[str, Sequence[Path]]) -> None:
