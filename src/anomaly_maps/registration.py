@@ -78,7 +78,9 @@ def _stage(fixed, moving, fixed_mask, transform, seed: int):
     spacing = min(fixed.GetSpacing())
     shrinks = [max(1, round(mm / spacing)) for mm in _LEVELS_MM]
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentagePerLevel(_sampling_percentages(fixed_mask, shrinks), seed)
+    # SimpleITK reads seed 0 as "seed from the wall clock" (sitkWallClock): shift by one
+    percentages = _sampling_percentages(fixed_mask, shrinks)
+    method.SetMetricSamplingPercentagePerLevel(percentages, seed + 1)
     method.SetMetricFixedMask(fixed_mask)
     method.SetNumberOfThreads(_THREADS)
     method.SetInterpolator(sitk.sitkLinear)

@@ -52,11 +52,6 @@ def test_a_map_of_a_2d_layer_lies_on_its_pixels(make_napari_viewer, tmp_path):
     np.testing.assert_allclose(shown.scale, layer.scale)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ScoreWidget._scan_layers lists 3D layers only (layer.ndim == 3): it must accept "
-    "layer.ndim in (2, 3); with that one change this passes",
-)
 def test_score_dock_maps_a_2d_layer_on_its_pixels(make_napari_viewer, qtbot, tmp_path):
     paths = []
     for i in range(3):

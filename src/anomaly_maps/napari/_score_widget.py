@@ -32,8 +32,9 @@ from .._fileio import atomic_path
 from ..checkpoint import Checkpoint
 from ..errors import AnomalyMapsError, Cancelled
 from ..io import Volume
+from ..model_space import SPACES, score_in_space
 from ..preprocessing import SliceStack, to_slices
-from ..scoring import VolumeScore, get_scorer, list_scorers, score_volume
+from ..scoring import VolumeScore, get_scorer, list_scorers
 from ._brain_mask import mask_token, masked_volume
 from ._docks import scrolling_layout
 from ._layers import (
@@ -51,6 +52,8 @@ from ._views import show_view
 
 if TYPE_CHECKING:
     import napari.viewer
+
+    from ..model_space import Placement
 
 __all__ = ["ScoreWidget", "param_widget", "write_slice_scores"]
 
@@ -110,6 +113,10 @@ class ScoreWidget(QWidget):
         self.batch_size.setToolTip("Slices per model call; halved automatically on GPU OOM")
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
         self.seed.setToolTip("Seeds every random draw (noise, samples, restorations)")
+        self.space = ComboBox(label="space", choices=["auto", "native"], value="auto")
+        self.space.native.setToolTip(
+            "\n".join(f"{name}: {SPACES[name]}" for name in ("auto", "native"))
+        )
         self.preview_button = QPushButton("Preview slice")
         self.preview_button.setToolTip("Score only the slice on screen (model's slicing axis)")
         self.preview_button.clicked.connect(self.preview)
@@ -132,6 +139,7 @@ class ScoreWidget(QWidget):
         settings.addRow("image", self.layer.native)
         settings.addRow("batch size", self.batch_size)
         settings.addRow("seed", self.seed)
+        settings.addRow("space", self.space.native)
         buttons = QHBoxLayout()
         for button in (self.preview_button, self.score_button, self.cancel_button):
             buttons.addWidget(button)
@@ -159,7 +167,7 @@ class ScoreWidget(QWidget):
         return [
             (layer.name, layer)
             for layer in self.viewer.layers
-            if isinstance(layer, Image) and map_info(layer) is None and layer.ndim == 3
+            if isinstance(layer, Image) and map_info(layer) is None and layer.ndim in (2, 3)
         ]
 
     def reset_choices(self, _event: Any = None) -> None:
@@ -356,15 +364,17 @@ class ScoreWidget(QWidget):
             return None
         checkpoint, device = self.state.checkpoint, self.state.device
         batch_size, seed = self.batch_size.value(), self.seed.value()
+        space = self.space.value
         self._cancel = False
 
-        def run() -> tuple[list[VolumeScore], AnomalyMapsError | None]:
+        def run() -> tuple[list[VolumeScore], Placement | None, AnomalyMapsError | None]:
             # an error comes back as a value (superqt re-raises a returned exception)
             try:
-                return score_volume(
+                return *score_in_space(
                     volume,
                     checkpoint,
                     requests,
+                    space=space,
                     device=device,
                     batch_size=batch_size,
                     seed=seed,
@@ -372,7 +382,7 @@ class ScoreWidget(QWidget):
                     should_stop=lambda: self._cancel,
                 ), None
             except AnomalyMapsError as err:  # shown in the viewer, not as a traceback
-                return [], err
+                return [], None, err
 
         self._pbar = progress(total=0, desc=f"Scoring {layer.name}")
         self._worker = create_worker(run, _start_thread=False)
@@ -412,9 +422,9 @@ class ScoreWidget(QWidget):
         source: Image,
         volume: Volume,
         checkpoint: Checkpoint,
-        outcome: tuple[list[VolumeScore], AnomalyMapsError | None],
+        outcome: tuple[list[VolumeScore], Placement | None, AnomalyMapsError | None],
     ) -> None:
-        results, error = outcome
+        results, placement, error = outcome
         if isinstance(error, Cancelled):
             self.status.setText(f"Cancelled: {error}")
             show_info(f"Cancelled: {error}")
@@ -433,9 +443,14 @@ class ScoreWidget(QWidget):
             limits = heat_limits(result.map, result.foreground)
             self._show_map(source, f"{source.name} {result.scorer}", result.map, info, limits)
         self.slice_scores = {r.scorer: r.slice_scores for r in results}
-        self.status.setText(
-            "Volume scores: " + ", ".join(f"{r.scorer} {r.volume_score:.4g}" for r in results)
-        )
+        scores = "Volume scores: " + ", ".join(f"{r.scorer} {r.volume_score:.4g}" for r in results)
+        if placement.registered:  # slice scores are of the model's slices, not the scan's
+            self.status.setText(f"{scores}\n{placement.note}")
+            self._plotted = None
+            self.plot.hide()
+            self.export_button.show()
+            return
+        self.status.setText(scores)
         self._plot_scores(source, slicing, checkpoint.preprocessing.axis)
 
     # ------------------------------------------------------------------ slice plot
