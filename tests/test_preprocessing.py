@@ -144,9 +144,10 @@ def test_slice_stack_outputs(tiny_volume):
     assert 0 < stack.mask.mean() < 1
 
 
-def test_no_foreground_is_an_error():
-    with pytest.raises(VolumeError, match="no foreground voxels"):
-        to_slices(Volume(np.zeros((4, 4, 4), np.float32), np.eye(4)), PreprocessingSpec())
+def test_no_foreground_is_an_error_naming_the_scan():
+    flat = Volume(np.zeros((4, 4, 4), np.float32), np.eye(4), "flat.nii.gz")
+    with pytest.raises(VolumeError, match=r"^flat.nii.gz: no foreground voxels"):
+        to_slices(flat, PreprocessingSpec())
 
 
 def test_map_shape_checked(tiny_volume):

@@ -270,6 +270,11 @@ def to_slices(volume: Volume, spec: PreprocessingSpec) -> SliceStack:
     """
     channels = volume.data if volume.channels > 1 else volume.data[..., None]
     mask = foreground_mask(channels.mean(axis=-1), spec.foreground_fraction)
+    if not mask.any():
+        raise VolumeError(
+            f"{volume.path or 'volume'}: no foreground voxels (the scan is constant, or the "
+            f"checkpoint's foreground_fraction {spec.foreground_fraction} is too high for it)"
+        )
     ornt = nib.orientations.io_orientation(volume.affine)
     axis = _CANONICAL_AXIS[spec.axis]
     oriented = _to_planes(nib.orientations.apply_orientation(mask, ornt), axis)
