@@ -22,7 +22,15 @@ from anomaly_maps.models import (
 )
 from anomaly_maps.models import corruptions as corruptions_module
 from anomaly_maps.models import restoration as restoration_module
-from anomaly_maps.models.corruptions import corrupt, foreign_patches, shape_masks, thick_slices
+from anomaly_maps.models.corruptions import (
+    _blurred,
+    _local_changes,
+    _warped,
+    corrupt,
+    foreign_patches,
+    shape_masks,
+    thick_slices,
+)
 from anomaly_maps.preprocessing import PreprocessingSpec
 from anomaly_maps.scoring import get_scorer
 
@@ -138,7 +146,7 @@ def test_unknown_level_differs_from_a_known_one(trained):
 # ------------------------------------------------------------------ corruptions
 
 
-@pytest.mark.parametrize("mode", ["fpi", "dag"])
+@pytest.mark.parametrize("mode", ["fpi", "dag", "mix"])
 def test_corruption_follows_the_forward_process(mode):
     x = striped_heads(6, torch.Generator().manual_seed(3))
     first = corrupt(x, torch.Generator().manual_seed(9), mode=mode, thick_prob=0.5)
@@ -164,6 +172,41 @@ def test_fpi_blend_is_the_disyre_interpolation():
     a = level[:, None, None, None] * shape
     torch.testing.assert_close(sample.alpha_map, a)
     torch.testing.assert_close(sample.corrupted, (1 - a) * x + a * patch)
+
+
+def test_mix_gives_half_the_slices_a_local_texture_or_warp_change():
+    x = striped_heads(600, torch.Generator().manual_seed(5))
+    shape = shape_masks(600, SIDE, torch.Generator().manual_seed(6)) * (x > 0)
+    level = torch.full((600,), 0.8)
+    changes, kind = _local_changes(x, shape, level, x > 0, torch.Generator().manual_seed(7))
+    share = torch.bincount(kind, minlength=4).float() / 600
+    torch.testing.assert_close(share, torch.tensor([0.5, 1 / 6, 1 / 6, 1 / 6]), atol=0.05, rtol=0)
+    inside, outside = shape > 0.5, shape == 0
+    noisy, blurred, warped = changes
+    for changed in (noisy, blurred, warped):
+        assert bool((changed[outside] == x[outside]).all())
+        assert float((changed - x)[inside].abs().mean()) > 0.02
+    texture = (noisy - x)[inside]  # zero-mean noise, not a shift of the intensity
+    assert abs(float(texture.mean())) < 0.1 * float(texture.std())
+    rough = lambda v: (v.diff(dim=-1).abs() * inside[..., 1:]).sum()  # noqa: E731
+    assert rough(blurred) < rough(x) < rough(noisy)
+
+
+def test_blur_keeps_a_constant_and_smooths_detail():
+    flat = torch.full((2, 1, 32, 32), 0.7)
+    torch.testing.assert_close(_blurred(flat), flat)
+    x = striped_heads(2, torch.Generator().manual_seed(0))
+    assert float(_blurred(x).diff(dim=-1).abs().mean()) < float(x.diff(dim=-1).abs().mean())
+
+
+def test_warp_displaces_by_at_most_its_bound_and_not_at_level_zero():
+    ramp = torch.linspace(-1, 1, SIDE).expand(3, 1, SIDE, SIDE).contiguous()  # = grid x
+    shape = torch.ones(3, 1, SIDE, SIDE)
+    g = torch.Generator().manual_seed(2)
+    moved = _warped(ramp, shape, torch.tensor([0.0, 0.5, 1.0]), g)
+    shift = (moved - ramp).abs().flatten(1).amax(1)
+    torch.testing.assert_close(moved[0], ramp[0], atol=1e-6, rtol=0)
+    assert 0 < float(shift[1]) <= 0.06 + 1e-5 and 0.06 < float(shift[2]) <= 0.12 + 1e-5
 
 
 def test_shapes_are_soft_and_irregular():

@@ -51,6 +51,8 @@ from .draws import Generators, integers, normal, uniform
 
 __all__ = ["Corruption", "corrupt", "foreign_patches", "shape_masks", "thick_slices"]
 
+MODES = ("fpi", "dag", "mix")
+
 
 @dataclass(frozen=True)
 class Corruption:
@@ -195,6 +197,57 @@ def _tissue_bias(
     return biased, (biased - x).abs() / span
 
 
+def _blurred(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with its fine detail smoothed away: two box filters of about 1/16 of the
+    slice (a near-Gaussian of that width), edges replicated."""
+    k = max(3, x.shape[-1] // 16 | 1)
+    for _ in range(2):
+        x = F.avg_pool2d(F.pad(x, (k // 2,) * 4, mode="replicate"), k, stride=1)
+    return x
+
+
+def _warped(x: torch.Tensor, shape: torch.Tensor, level: torch.Tensor, generator) -> torch.Tensor:
+    """``x`` locally displaced under the shape: a smooth random field (a 4x4 grid of
+    vectors, bicubic), scaled to at most ``level`` x 6 % of the slice width where the
+    shape is 1 and fading with it, applied with bilinear resampling."""
+    batch, _, height, width = x.shape
+    coarse = normal((batch, 2, 4, 4), generator, device=x.device, dtype=x.dtype)
+    field = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=True)
+    field = field / field.flatten(1).abs().amax(1).clamp_min(1e-6)[:, None, None, None]
+    field = field * shape * (0.12 * level)[:, None, None, None]  # grid units: 2 = the width
+    rows = torch.linspace(-1, 1, height, device=x.device, dtype=x.dtype)
+    cols = torch.linspace(-1, 1, width, device=x.device, dtype=x.dtype)
+    grid = torch.stack(torch.meshgrid(cols, rows, indexing="xy"), dim=-1)[None]
+    grid = grid + field.permute(0, 2, 3, 1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def _local_changes(
+    clean: torch.Tensor,
+    shape: torch.Tensor,
+    level: torch.Tensor,
+    foreground: torch.Tensor,
+    generator: Generators,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise, blur and warp corruptions of ``clean`` under ``shape`` at ``level``, each
+    ``(B, C, H, W)``, in a ``(3, B, C, H, W)`` stack; and the slices' choice among
+    them or the foreign patch (``(B,)`` in 0..3, 0 the patch, half of the slices)."""
+    batch = clean.shape[0]
+    u = uniform((batch, 2), generator, device=clean.device, dtype=clean.dtype)
+    a = level[:, None, None, None] * shape
+    lo, hi = _masked_range(clean, foreground)
+    sigma = (0.1 + 0.3 * u[:, 1])[:, None, None, None] * (hi - lo)
+    noise = normal(clean.shape, generator, device=clean.device, dtype=clean.dtype)
+    noisy = (clean + a * sigma * noise).clamp(lo, hi)
+    blurred = (1 - a) * clean + a * _blurred(clean)
+    warped = _warped(clean, shape, level, generator)
+    changes = torch.where(a > 0, torch.stack([noisy, blurred, warped]), clean)
+    kind = torch.bucketize(
+        u[:, 0].contiguous(), torch.tensor([0.5, 2 / 3, 5 / 6], device=clean.device)
+    )
+    return changes, kind
+
+
 def corrupt(
     x: torch.Tensor,
     generator: Generators,
@@ -220,9 +273,18 @@ def corrupt(
     larger of the two corruption strengths and the per-pixel target the larger of
     ``alpha m`` and the bias change, as in the reference trainer (``amax`` of
     ``alpha_texture`` and ``alpha_bias``).
+
+    ``mode="mix"`` keeps the DAG corruption for half of the slices and gives the other
+    half, in equal shares, one change of the tissue's own texture or geometry under the
+    shape at the same level (:func:`_local_changes`): added noise
+    (``x_0 + alpha m sigma n``, ``sigma`` 10-40 % of the foreground range), lost detail
+    (``(1 - alpha m) x_0 + alpha m blur(x_0)``) or a local warp (displacement up to
+    ``alpha`` x 6 % of the slice). The papers' foreign patches carry another place's
+    tissue, never a change of the local texture or a displacement, which real lesions
+    also show (mass effect, oedema, atrophy); the per-pixel target stays ``alpha m``.
     """
-    if mode not in ("fpi", "dag"):
-        raise ValueError(f"corruption mode {mode!r}: expected 'fpi' or 'dag'")
+    if mode not in MODES:
+        raise ValueError(f"corruption mode {mode!r}: expected 'fpi', 'dag' or 'mix'")
     batch, _, size, _ = x.shape
     clean = thick_slices(x, generator, prob=thick_prob) if thick_prob > 0 else x
     foreground = clean > clean.flatten(1).amin(1)[:, None, None, None]
@@ -233,7 +295,7 @@ def corrupt(
         (batch,), generator, device=x.device, dtype=x.dtype
     )
     patch = foreign_patches(clean, generator)
-    if mode == "dag":
+    if mode != "fpi":
         inside = shape > 0.5
         patch_tissue = patch > patch.flatten(1).amin(1)[:, None, None, None]
         p_lo, p_hi = _masked_range(patch, inside & patch_tissue)
@@ -244,8 +306,21 @@ def corrupt(
         patch = torch.where(p_span > 1e-3, rescaled, patch - p_lo + x_lo).clamp(x_lo, x_hi)
     alpha_map = level[:, None, None, None] * shape
     corrupted = (1 - alpha_map) * clean + alpha_map * patch
-    if mode == "dag":
-        corrupted, bias_map = _tissue_bias(corrupted, shape, foreground, generator)
-        alpha_map = torch.maximum(alpha_map, bias_map.amax(1, keepdim=True))
-        level = torch.maximum(level, bias_map.flatten(1).amax(1))
-    return Corruption(corrupted, clean, level, alpha_map)
+    if mode == "fpi":
+        return Corruption(corrupted, clean, level, alpha_map)
+    changes = None
+    if mode == "mix":
+        changes, kind = _local_changes(clean, shape, level, foreground, generator)
+    corrupted, bias_map = _tissue_bias(corrupted, shape, foreground, generator)
+    bias_alpha = torch.maximum(alpha_map, bias_map.amax(1, keepdim=True))
+    bias_level = torch.maximum(level, bias_map.flatten(1).amax(1))
+    if changes is None:
+        return Corruption(corrupted, clean, bias_level, bias_alpha)
+    patched = (kind == 0)[:, None, None, None]
+    local = changes[(kind - 1).clamp_min(0), torch.arange(batch, device=x.device)]
+    return Corruption(
+        torch.where(patched, corrupted, local),
+        clean,
+        torch.where(kind == 0, bias_level, level),
+        torch.where(patched, bias_alpha, alpha_map),
+    )

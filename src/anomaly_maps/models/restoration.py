@@ -54,12 +54,12 @@ from torch import nn
 from .._config import is_int, is_real
 from ._base import LossOutput, ModelConfig, register_model
 from ._conv import check_slices
-from .corruptions import Corruption, corrupt
+from .corruptions import MODES, Corruption, corrupt
 from .draws import Generators, uniform
 
 __all__ = ["Restoration", "RestorationConfig"]
 
-Mode = Literal["fpi", "dag"]
+Mode = Literal["fpi", "dag", "mix"]
 _EMBED = 8  # octaves of sinusoidal features of the level
 
 
@@ -75,8 +75,10 @@ class RestorationConfig(ModelConfig):
         Channels per slice.
     widths : tuple of int
         Feature maps per U-Net stage, full resolution first (>= 2 stages).
-    corruption : {"fpi", "dag"}
-        Foreign patch interpolation (DISYRE) or FPI plus tissue-band bias (DISYRE v2).
+    corruption : {"fpi", "dag", "mix"}
+        Foreign patch interpolation (DISYRE), FPI plus tissue-band bias (DISYRE v2), or
+        DISYRE v2's for half of the slices and local noise, blur or warps for the rest
+        (:func:`.corrupt`).
     shape_radius : tuple of float
         ``(min, max)`` mean radius of the corruption shapes, fraction of ``size``.
     level_range : tuple of float
@@ -119,7 +121,7 @@ class RestorationConfig(ModelConfig):
         self._require(
             "in_channels", is_int(self.in_channels) and self.in_channels >= 1, "an int >= 1"
         )
-        self._require("corruption", self.corruption in ("fpi", "dag"), "'fpi' or 'dag'")
+        self._require("corruption", self.corruption in MODES, "'fpi', 'dag' or 'mix'")
         self._require(
             "shape_radius",
             _is_range(self.shape_radius, 0, 1) and self.shape_radius[0] > 0,
