@@ -74,3 +74,22 @@ def test_bench_score_many_times_each_run_rounds_times(monkeypatch):
     row = bench_score_many(("rec", {}), device="cpu", n_scans=1, side=8, workers=0, rounds=3)
     assert runs == ["overlapped0", "overlapped1", "overlapped2"]
     assert row.rounds == 3 and row.sequential_seconds > 0 and row.overlapped_seconds > 0
+
+
+def test_bench_head_extracts_and_registers_a_head(capsys, monkeypatch):
+    from head_scans import small_brain
+
+    import anomaly_maps.bench as bench
+
+    row = bench.bench_head(small_brain())
+    assert row.dice >= 0.93 and row.extraction_seconds > 0 and row.registration_seconds > 0
+    assert row.total_seconds == row.extraction_seconds + row.registration_seconds
+    assert row.zooms == (2.0, 2.0, 2.0)
+    monkeypatch.setattr(bench, "bench_head", lambda: row)  # the CLI's 1 mm head takes ~20 s
+    assert main(["bench", "head"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(
+        f"a synthetic head of {'x'.join(map(str, row.shape))} voxels of 2x2x2 mm"
+    )
+    assert out[1].startswith("brain extraction:") and f"Dice {row.dice:.3f}" in out[1]
+    assert out[2].startswith("registration:") and out[3].startswith("together:")

@@ -11,11 +11,12 @@ from ._scorers import add_list_scorers, scorer_params
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure speed on this machine")
-    p.add_argument("what", choices=("train", "score", "score-many"),
+    p.add_argument("what", choices=("train", "score", "score-many", "head"),
                    help="train: training throughput per model; score: seconds per volume "
                    "per scorer, batched vs. its per-slice, per-sample reference; "
                    "score-many: scans per minute over --scans small scans, read ahead "
-                   "and written behind vs. one after the other")  # fmt: skip
+                   "and written behind vs. one after the other; head: seconds of brain "
+                   "extraction and registration for a 1 mm head scan")  # fmt: skip
     p.add_argument("--device", default="auto")
     p.add_argument("--models", default=None, help="train: comma-separated kinds (default all)")
     p.add_argument("--scorers", default=None, help="score: comma-separated (default all)")
@@ -69,6 +70,19 @@ def _bench_score_many(args: argparse.Namespace, device, torch_version: str) -> N
           f"{os.cpu_count()} cores")  # fmt: skip
 
 
+def _bench_head(args: argparse.Namespace, device, torch_version: str) -> None:
+    from ..bench import bench_head
+
+    row = bench_head()
+    shape, zooms = "x".join(map(str, row.shape)), "x".join(f"{z:g}" for z in row.zooms)
+    print(f"a synthetic head of {shape} voxels of {zooms} mm, on {os.cpu_count()} CPU cores")
+    print(f"brain extraction: {row.extraction_seconds:6.1f} s  (Dice {row.dice:.3f} "
+          "against the true brain)")  # fmt: skip
+    print(f"registration:     {row.registration_seconds:6.1f} s  (rigid + affine into the "
+          "bundled restoration model's space)")  # fmt: skip
+    print(f"together:         {row.total_seconds:6.1f} s")
+
+
 def _bench_train(args: argparse.Namespace, device, torch_version: str) -> None:
     from ..bench import bench_train
 
@@ -98,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..device import resolve_device
 
-    bench = {"score": _bench_score, "score-many": _bench_score_many}.get(args.what, _bench_train)
+    bench = {"score": _bench_score, "score-many": _bench_score_many, "head": _bench_head}.get(
+        args.what, _bench_train
+    )
     bench(args, resolve_device(args.device), torch.__version__)
     return 0
