@@ -8,12 +8,13 @@
 # evaluation; trained on them, 0.139 after 16 epochs (docs/results.md).
 # The learning rate follows a cosine decay over the epochs; the epoch with the lowest
 # validation loss (on the same corruptions every epoch) is kept as
-# restoration64.best.safetensors beside the last one.
+# restoration<SIZE>.best.safetensors beside the last one.
 #
 # Usage (from the repository root):
-#   bash scripts/train_restoration.sh WORKDIR [EPOCHS (30)] [WIDTHS ([16,32,64,128])]
+#   bash scripts/train_restoration.sh WORKDIR [EPOCHS (30)] [WIDTHS ([16,32,64,128])] \
+#       [SIZE (64)] [CORRUPTION (dag)]
 #   WORKDIR/bench      the benchmark; made as scripts/results.sh makes it when absent
-#   WORKDIR/restoration64.safetensors (+ .metrics.csv, .resume.safetensors)
+#   WORKDIR/restoration<SIZE>.safetensors (+ .metrics.csv, .resume.safetensors)
 #   WORKDIR/eval_restoration/        `anomaly-maps evaluate` of disyre and fpi
 #   WORKDIR/restoration_transfer.md  healthy maps with 2x and 3x thicker slices (item 3)
 #   WORKDIR/times.txt                seconds per stage
@@ -29,9 +30,12 @@
 # the training loop's augmentation (anomaly_maps.augment: affine, elastic, bias field,
 # gamma, noise), which --no-augment would switch off (it is on here).
 set -euo pipefail
-W=${1:?usage: scripts/train_restoration.sh WORKDIR [EPOCHS] [WIDTHS]}
+W=${1:?usage: scripts/train_restoration.sh WORKDIR [EPOCHS] [WIDTHS] [SIZE] [CORRUPTION]}
 EPOCHS=${2:-30}
 WIDTHS=${3:-[16,32,64,128]}
+SIZE=${4:-64}
+CORRUPTION=${5:-dag}
+CKPT=$W/restoration$SIZE.safetensors
 B=$W/bench
 mkdir -p "$W"
 timed() { local name=$1; shift; local t0; t0=$(date +%s); "$@"; echo "$name $(( $(date +%s) - t0 )) s" | tee -a "$W/times.txt"; }
@@ -43,15 +47,15 @@ fi
 
 # Model: preset cpu64 with each hyper-parameter restated (see RestorationConfig).
 timed train-restoration anomaly-maps train --model restoration --preset cpu64 \
-    --set size=64 in_channels=1 "widths=$WIDTHS" corruption=dag \
+    --set "size=$SIZE" in_channels=1 "widths=$WIDTHS" "corruption=$CORRUPTION" \
           'shape_radius=[0.06,0.3]' 'level_range=[0.0,1.0]' thick_prob=0.3 \
           p_unconditional=0.3 alpha_weight=0.1 \
-    --data "$B/train/*.nii.gz" --out "$W/restoration64.safetensors" \
-    --axis axial --size 64 --normalization percentile \
+    --data "$B/train/*.nii.gz" --out "$CKPT" \
+    --axis axial --size "$SIZE" --normalization percentile \
     --epochs "$EPOCHS" --batch-size 32 --lr 1e-3 --lr-schedule cosine --patience 0 \
     --min-foreground 0.01 --val-fraction 0.1 --seed 0 --device cpu --overwrite
 
-timed eval-restoration anomaly-maps evaluate --checkpoint "$W/restoration64.safetensors" \
+timed eval-restoration anomaly-maps evaluate --checkpoint "$CKPT" \
     --scorer disyre --scorer fpi \
     --param disyre:n_steps=5 --param disyre:start=1.0 --param disyre:multi_step=true \
     --volume-score map_p99 --benchmark "$B" --device cpu --batch-size 64 --seed 0 \
@@ -64,5 +68,5 @@ timed eval-restoration anomaly-maps evaluate --checkpoint "$W/restoration64.safe
 HEALTHY=$(awk -F, -v b="$B" '$1 == "val" && $3 == 0 {print b "/val/toy/" $2}' "$B/cases.csv")
 # shellcheck disable=SC2086
 timed transfer-restoration python scripts/restoration_transfer.py \
-    "$W/restoration64.safetensors" $HEALTHY --scorer disyre --scorer fpi \
+    "$CKPT" $HEALTHY --scorer disyre --scorer fpi \
     --thickness 3 4.5 --batch-size 64 | tee "$W/restoration_transfer.md"
