@@ -308,13 +308,12 @@ def corrupt(
     corrupted = (1 - alpha_map) * clean + alpha_map * patch
     if mode == "fpi":
         return Corruption(corrupted, clean, level, alpha_map)
-    changes = None
-    if mode == "mix":
+    if mode == "mix":  # drawn before the bias, so "dag" keeps its random stream
         changes, kind = _local_changes(clean, shape, level, foreground, generator)
     corrupted, bias_map = _tissue_bias(corrupted, shape, foreground, generator)
     bias_alpha = torch.maximum(alpha_map, bias_map.amax(1, keepdim=True))
     bias_level = torch.maximum(level, bias_map.flatten(1).amax(1))
-    if changes is None:
+    if mode == "dag":
         return Corruption(corrupted, clean, bias_level, bias_alpha)
     patched = (kind == 0)[:, None, None, None]
     local = changes[(kind - 1).clamp_min(0), torch.arange(batch, device=x.device)]
