@@ -162,8 +162,30 @@ def test_grey_image_scores_end_to_end_with_iwae(grey_png, tmp_path, capsys):
     assert np.isfinite(value)
     rows = (out / "grey_iwae_slices.csv").read_text().splitlines()
     assert len(rows) == 2  # header and the one image
-    assert main(["info", str(grey_png)]) == 0
-    assert "shape        (20, 30, 1)  dtype uint8" in capsys.readouterr().out
+    assert main(["info", str(grey_png), "--checkpoint", str(ckpt)]) == 0
+    printed = capsys.readouterr().out
+    assert "shape        (20, 30, 1)  dtype uint8" in printed
+    assert "kind         2D image" in printed and "head scan" not in printed
+    assert "registration  no: a 2D image is scored on its own grid" in printed
+
+
+def test_a_2d_image_with_a_model_of_3d_scans_is_refused_before_registration(
+    grey_png, tmp_path, capsys
+):
+    """The bundled model is 3D: ``score`` says so in one line (it tried to register the
+    image into the template before, and failed with an ITK message) and writes nothing;
+    ``info`` says it would be refused."""
+    from anomaly_maps.samples import sample_path
+
+    ckpt = str(sample_path("restoration"))
+    out = tmp_path / "out"
+    score = ["score", str(grey_png), "--checkpoint", ckpt, "--scorer", "fpi", "--out", str(out)]
+    assert main(score) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "grey.png: is a 2D image, but the model was trained on 3D" in err[0]
+    assert not out.exists() or not any(out.iterdir())
+    assert main(["info", str(grey_png), "--checkpoint", ckpt]) == 0
+    assert "refused       is a 2D image, but the model was trained on 3D" in capsys.readouterr().out
 
 
 def test_rgb_image_scores_end_to_end(tmp_path):

@@ -45,7 +45,8 @@ from .model_space import Placement, checkpoint_space, write_model_space_map
 from .outputs import WORKLIST, ScoreFiles, write_findings, write_score
 from .scoring import score_volume
 from .scoring.inferer import resolve_precision
-from .scoring.pipeline import PreparedVolume, prepare_volume
+from .preprocessing import check_scan_fits
+from .scoring.pipeline import PreparedVolume, model_in_channels, prepare_volume
 from .scoring.postprocess import normalize_result
 from .training.distributed import Dist, dist_from_env, process_group
 from .worklist import WorklistRow, worklist_csv
@@ -237,6 +238,7 @@ class _ScanReader(Dataset):
         self.brain_mask, self.preprocessing = job.brain_mask, job.checkpoint.preprocessing
         self.on_brains = trained_on_brains(job.checkpoint.records.training)
         self.space, self.model_space = job.space, checkpoint_space(job.checkpoint)
+        self.in_channels = model_in_channels(job.checkpoint)
 
     def __len__(self) -> int:
         return len(self.scans)
@@ -249,13 +251,13 @@ class _ScanReader(Dataset):
         brain mask's note."""
         from .brain_mask import prepare_scan
         from .model_space import place_scan
-
         note = None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 volume = load_volume(self.scans[i], volume_index=self.volume_index,
                                      series=self.series)  # fmt: skip
+                check_scan_fits(volume, self.preprocessing, self.in_channels)
                 volume, note = prepare_scan(volume, self.brain_mask, self.on_brains)
                 placed = place_scan(volume, self.space, self.model_space)
                 note = "\n".join(n for n in (note, placed.note) if n) or None

@@ -303,7 +303,7 @@ def place_scan(volume: Volume, choice: str, space: ModelSpace, *, seed: int = 0)
         The registration failed (one line naming the scan).
     """
     check_space_choice(choice, space, "the checkpoint")
-    if choice == "native" or not space.is_mni or on_model_grid(volume, space):
+    if choice == "native" or volume.is_image2d or not space.is_mni or on_model_grid(volume, space):
         return Placement(volume, volume)
     started = time.perf_counter()
     world = register(volume, _fixed(space), seed=seed)
@@ -326,7 +326,9 @@ def score_in_space(
     the scan's grid, and the :class:`Placement` (its ``scored`` volume is what the model
     saw). ``options`` go to ``score_volume``."""
     from .scoring import score_volume
+    from .scoring.pipeline import check_model_takes
 
+    check_model_takes(volume, checkpoint)
     seed = options.get("seed", 0)
     placement = place_scan(volume, space, checkpoint_space(checkpoint), seed=seed)
     results = score_volume(placement.scored, checkpoint, scorers, **options)

@@ -46,10 +46,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"  origin       {np.round(vol.affine[:3, 3], 2).tolist()} mm")
         print(f"  intensity    min {data.min():.4g}  max {data.max():.4g}  mean {data.mean():.4g}")
         print(f"  foreground   {foreground_mask(data).mean():.1%} of voxels")
-        head, outside = looks_like_head(vol)
-        action = "extracts the brain (model of skull-stripped brains)" if head else "keeps it"
-        print(f"  head scan    {'yes' if head else 'no'} ({outside:.0%} of the foreground "
-              f"outside the brain): --brain-mask auto {action}")  # fmt: skip
+        head = False
+        if vol.is_image2d:
+            print("  kind         2D image (models trained on 2D images score it)")
+        else:
+            head, outside = looks_like_head(vol)
+            action = "extracts the brain (model of skull-stripped brains)" if head else "keeps it"
+            print(f"  head scan    {'yes' if head else 'no'} ({outside:.0%} of the foreground "
+                  f"outside the brain): --brain-mask auto {action}")  # fmt: skip
         if checkpoint is not None:
             _print_plan(vol, head, checkpoint, args.checkpoint)
     return 0
@@ -58,15 +62,24 @@ def run(args: argparse.Namespace) -> int:
 def _print_plan(volume, head: bool, checkpoint, name: str) -> None:
     """What ``score --checkpoint name`` (defaults: --space auto, --brain-mask auto) does
     to the scan before the model sees it."""
+    from ..errors import VolumeError
     from ..model_space import checkpoint_space, grid_difference, on_model_grid
     from ..records import trained_on_brains
+    from ..scoring.pipeline import check_model_takes
 
+    print(f"  before scoring with {name}:")
+    try:
+        check_model_takes(volume, checkpoint)
+    except VolumeError as err:
+        print(f"    refused       {str(err).removeprefix(f'{volume.path}: ')}")
+        return
     space = checkpoint_space(checkpoint)
     pre = checkpoint.preprocessing
     on_brains = trained_on_brains(checkpoint.records.training)
-    print(f"  before scoring with {name}:")
     print(f"    model space   {space.describe()}")
-    if not space.is_mni:
+    if volume.is_image2d:
+        register = "no: a 2D image is scored on its own grid"
+    elif not space.is_mni:
         register = "no: the model's space is unknown, the scan is scored on its own grid"
     elif on_model_grid(volume, space):
         register = "no: the scan lies on the model's grid (scored as it is)"
@@ -74,8 +87,12 @@ def _print_plan(volume, head: bool, checkpoint, name: str) -> None:
         register = (f"yes: not on the model's grid ({grid_difference(volume, space)}); "
                     "rigid + affine to the template, maps resampled back "
                     "(--space native: none)")  # fmt: skip
-    brain = ("extracted first (head scan, model of skull-stripped brains)" if head and on_brains
-             else "none (not a head scan, or a model of heads)")  # fmt: skip
+    if volume.is_image2d:
+        brain = "none (a 2D image)"
+    elif head and on_brains:
+        brain = "extracted first (head scan, model of skull-stripped brains)"
+    else:
+        brain = "none (not a head scan, or a model of heads)"
     if pre.normalization == "percentile":
         lo, hi = pre.percentiles
         norm = f"foreground {lo:g}-{hi:g} percentiles to [0, 1], as the training volumes"

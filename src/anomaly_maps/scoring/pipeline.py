@@ -32,6 +32,8 @@ __all__ = [
     "VOLUME_SCORES",
     "PreparedVolume",
     "VolumeScore",
+    "check_model_takes",
+    "model_in_channels",
     "prepare_volume",
     "score_volume",
     "volume_score_of",
@@ -199,7 +201,7 @@ def score_volume(
         One per scorer, in order.
     """
     check_volume_score(volume_score)  # before any work
-    check_scan_fits(volume, checkpoint.preprocessing, _in_channels(checkpoint))
+    check_model_takes(volume, checkpoint)
     if prepared is not None and (
         prepared.preprocessing != checkpoint.preprocessing
         or prepared.stack.geometry.shape != tuple(volume.shape)
@@ -258,6 +260,13 @@ def score_volume(
     return out
 
 
-def _in_channels(checkpoint: Checkpoint) -> int:
+def check_model_takes(volume: Volume, checkpoint: Checkpoint) -> None:
+    """Refuse a scan the checkpoint's model cannot take (a 2D image for a model of 3D
+    scans or the reverse, another number of channels), before registration, brain
+    extraction or preprocessing spend time on it (:func:`~..preprocessing.check_scan_fits`)."""
+    check_scan_fits(volume, checkpoint.preprocessing, model_in_channels(checkpoint))
+
+
+def model_in_channels(checkpoint: Checkpoint) -> int:
     """Channels per slice the checkpoint's first model takes (1 for configs without any)."""
     return int(getattr(checkpoint.model.config, "in_channels", 1))
