@@ -185,7 +185,8 @@ def test_a_2d_image_with_a_model_of_3d_scans_is_refused_before_registration(
     assert len(err) == 1 and "grey.png: is a 2D image, but the model was trained on 3D" in err[0]
     assert not out.exists() or not any(out.iterdir())
     assert main(["info", str(grey_png), "--checkpoint", ckpt]) == 0
-    assert "refused       is a 2D image, but the model was trained on 3D" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "refused       is a 2D image, but the model was trained on 3D" in printed
 
 
 def test_rgb_image_scores_end_to_end(tmp_path):

@@ -43,9 +43,9 @@ from .findings import Finding, Regions
 from .io import load_volume, source_files
 from .model_space import Placement, checkpoint_space, write_model_space_map
 from .outputs import WORKLIST, ScoreFiles, write_findings, write_score
+from .preprocessing import check_scan_fits
 from .scoring import score_volume
 from .scoring.inferer import resolve_precision
-from .preprocessing import check_scan_fits
 from .scoring.pipeline import PreparedVolume, model_in_channels, prepare_volume
 from .scoring.postprocess import normalize_result
 from .training.distributed import Dist, dist_from_env, process_group
@@ -251,6 +251,7 @@ class _ScanReader(Dataset):
         brain mask's note."""
         from .brain_mask import prepare_scan
         from .model_space import place_scan
+
         note = None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
