@@ -13,6 +13,7 @@ stored in every checkpoint and re-applied verbatim at scoring time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import ClassVar, Literal, get_args
 
 import nibabel as nib
@@ -24,6 +25,7 @@ from scipy import ndimage
 from ._config import FrozenConfig
 from .errors import ParameterError, VolumeError
 from .io import Volume
+from .standardization import landmark_levels, standardize
 
 __all__ = [
     "Axis",
@@ -40,7 +42,7 @@ __all__ = [
 ]
 
 Axis = Literal["axial", "coronal", "sagittal"]
-Normalization = Literal["zscore", "percentile"]
+Normalization = Literal["zscore", "percentile", "nyul"]
 _CANONICAL_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}  # axis index in RAS+ order
 
 
@@ -57,9 +59,15 @@ class PreprocessingSpec(FrozenConfig):
         In-plane size of the square model input, in pixels.
     normalization
         ``percentile``: clip to the foreground's ``percentiles`` and scale to [0, 1];
-        ``zscore``: subtract the foreground mean and divide by its standard deviation.
+        ``zscore``: subtract the foreground mean and divide by its standard deviation;
+        ``nyul``: map the foreground's percentile landmarks piecewise linearly onto the
+        training scans' standard scale ``landmarks`` (Nyúl & Udupa histogram
+        standardisation, :mod:`anomaly_maps.standardization`), clipped to [0, 1].
     percentiles
-        Lower and upper foreground percentiles used by ``percentile``.
+        Lower and upper foreground percentiles used by ``percentile`` and ``nyul``.
+    landmarks
+        ``nyul``'s standard scale, learnt from the training scans when a model is trained
+        (:func:`~anomaly_maps.training.data.fit_standard_scale`); empty otherwise.
     foreground_fraction
         A voxel is foreground when above ``min + foreground_fraction * (p99.5 - min)``
         of the raw intensities; enclosed holes (ventricles) are filled.
@@ -74,6 +82,7 @@ class PreprocessingSpec(FrozenConfig):
     percentiles: tuple[float, float] = (0.5, 99.5)
     foreground_fraction: float = 0.05
     images: bool = False
+    landmarks: tuple[float, ...] = ()
 
     format_version: ClassVar[int] = 1
 
@@ -97,6 +106,36 @@ class PreprocessingSpec(FrozenConfig):
             )
         if not isinstance(self.images, bool):
             raise ParameterError(f"images={self.images!r}: expected true or false")
+        self._validate_landmarks()
+
+    def _validate_landmarks(self) -> None:
+        marks = self.landmarks
+        if self.normalization != "nyul":
+            if marks:
+                raise ParameterError(
+                    f"landmarks={marks!r}: only for normalization 'nyul', expected none"
+                )
+            return
+        if self.images:
+            raise ParameterError(
+                "normalization='nyul' is for 3D scans: 2D images take 'percentile' or 'zscore'"
+            )
+        n = len(landmark_levels(self.percentiles))
+        ok = (
+            isinstance(marks, tuple)
+            and (not marks or len(marks) == n)
+            and all(isinstance(v, (int, float)) for v in marks)
+            and all(0 <= a <= b <= 1 for a, b in pairwise(marks))
+        )
+        if not ok:
+            raise ParameterError(
+                f"landmarks={marks!r}: expected {n} non-decreasing values in [0, 1] "
+                "(the standard scale of the training scans), or none before training"
+            )
+
+    def needs_landmarks(self) -> bool:
+        """Whether the standard scale still has to be learnt from training scans."""
+        return self.normalization == "nyul" and not self.landmarks
 
     @classmethod
     def _label(cls) -> str:
@@ -203,6 +242,13 @@ def normalize_intensity(data: np.ndarray, mask: np.ndarray, spec: PreprocessingS
     if spec.normalization == "zscore":
         std = float(fg.std())
         return (data - float(fg.mean())) / (std if std > 0 else 1.0)
+    if spec.normalization == "nyul":
+        if spec.needs_landmarks():
+            raise ParameterError(
+                "normalization 'nyul' without landmarks: the standard scale is learnt "
+                "from the training scans (anomaly-maps train --normalization nyul)"
+            )
+        return standardize(data, fg, spec.landmarks, spec.percentiles)
     lo, hi = np.percentile(fg, spec.percentiles)
     return np.clip((data - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0, dtype=np.float32)
 

@@ -96,6 +96,9 @@ def _print_plan(volume, head: bool, checkpoint, name: str) -> None:
     if pre.normalization == "percentile":
         lo, hi = pre.percentiles
         norm = f"foreground {lo:g}-{hi:g} percentiles to [0, 1], as the training volumes"
+    elif pre.normalization == "nyul":
+        norm = (f"Nyúl histogram standardisation: {len(pre.landmarks)} foreground percentile "
+                "landmarks onto the training volumes' standard scale, [0, 1]")  # fmt: skip
     else:
         norm = "foreground z-score (mean 0, std 1), as the training volumes"
     print(f"    registration  {register}")

@@ -8,7 +8,7 @@ from ..io import load_volume
 from ._options import add_overwrite, add_series, add_volume_index, integer, out_folder
 
 AXES = ("axial", "coronal", "sagittal")
-NORMALIZATIONS = ("percentile", "zscore")
+NORMALIZATIONS = ("percentile", "zscore")  # nyul needs a model's standard scale
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

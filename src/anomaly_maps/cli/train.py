@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from ..errors import AnomalyMapsError
 from ._options import expand_paths, integer, out_checkpoint, real
 from ._progress import command_line
-from .preprocess import AXES, NORMALIZATIONS
+from .preprocess import AXES
 
 #: The registered model kinds (``anomaly_maps.models``; not imported here, so that
 #: ``--help`` does not wait for torch; a test keeps the two equal).
@@ -38,7 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="in-plane size (default: preset's)")  # fmt: skip
     p.add_argument("--channels", type=integer(1), default=None,
                    help="input channels: 3 for RGB images (default: preset's, 1)")  # fmt: skip
-    p.add_argument("--normalization", choices=NORMALIZATIONS, default="percentile")
+    p.add_argument("--normalization", choices=("percentile", "zscore", "nyul"),
+                   default="percentile",
+                   help="intensities: foreground percentiles to [0, 1], z-score, or Nyúl "
+                   "histogram standardisation learnt from the training scans")  # fmt: skip
     p.add_argument("--epochs", type=integer(1), default=20)
     p.add_argument("--batch-size", type=integer(1), default=64, help="slices per step")
     p.add_argument("--lr", type=real(0, low_open=True), default=2e-4, help="learning rate")

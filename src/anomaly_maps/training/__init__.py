@@ -22,7 +22,7 @@ state, metrics CSV), :mod:`.run` (:func:`train`).
 """
 
 from .config import LR_SCHEDULES, TrainConfig
-from .data import SliceData, load_slices, split_train_val
+from .data import SliceData, fit_standard_scale, load_slices, split_train_val
 from .distributed import dist_from_env
 from .epoch import autocast_for, optimizer_step
 from .files import best_path, metrics_path, resume_path
@@ -36,6 +36,7 @@ __all__ = [
     "autocast_for",
     "best_path",
     "dist_from_env",
+    "fit_standard_scale",
     "load_slices",
     "metrics_path",
     "optimizer_step",

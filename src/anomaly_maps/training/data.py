@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +14,10 @@ from torch import nn
 
 from ..errors import AnomalyMapsError
 from ..io import load_volume
-from ..preprocessing import PreprocessingSpec, to_slices
+from ..preprocessing import PreprocessingSpec, foreground_mask, to_slices
+from ..standardization import scan_landmarks, standard_scale
 
-__all__ = ["SliceData", "code_data", "load_slices", "split_train_val"]
+__all__ = ["SliceData", "code_data", "fit_standard_scale", "load_slices", "split_train_val"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,25 @@ class SliceData:
         return SliceData(
             self.images[index], self.positions[index], self.volume[index], self.sources
         )
+
+
+def fit_standard_scale(
+    paths: Sequence[str | os.PathLike], spec: PreprocessingSpec
+) -> PreprocessingSpec:
+    """``spec`` with the Nyúl standard scale of the training scans ``paths`` (their
+    foreground as :func:`~anomaly_maps.preprocessing.to_slices` finds it), for
+    ``normalization="nyul"``; see :mod:`anomaly_maps.standardization`."""
+    marks = []
+    for path in paths:
+        scan = load_volume(path)
+        if scan.channels != 1:
+            raise AnomalyMapsError(
+                f"{path}: has {scan.channels} channels: histogram standardisation (nyul) "
+                "takes single-channel scans; expected --normalization percentile"
+            )
+        fg = foreground_mask(scan.data, spec.foreground_fraction)
+        marks.append(scan_landmarks(scan.data[fg], spec.percentiles))
+    return replace(spec, landmarks=standard_scale(marks))
 
 
 def load_slices(

@@ -25,7 +25,7 @@ from ..models import ModelConfig, PriorConfig, build_model
 from ..preprocessing import PreprocessingSpec
 from ..records import CheckpointRecords, TrainingRecord
 from .config import TrainConfig
-from .data import code_data, load_slices, split_train_val
+from .data import code_data, fit_standard_scale, load_slices, split_train_val
 from .distributed import Dist, LossModule, check_replicas_agree, dist_from_env, process_group
 from .epoch import run_epoch
 from .files import (
@@ -174,6 +174,8 @@ def _train(
         if done != start_epoch:
             raise CheckpointError(f"{job.out}: checkpoint and resume state disagree on the epoch")
 
+    if preprocessing.needs_landmarks():
+        preprocessing = fit_standard_scale(job.paths, preprocessing)
     data = load_slices(job.paths, preprocessing, min_foreground=job.config.min_foreground)
     space = space_of(job.paths)  # the training volumes' grid: MNI or unknown
     train_data, val_data = split_train_val(data, job.config.val_fraction, job.config.seed)
