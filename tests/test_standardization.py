@@ -52,7 +52,8 @@ def test_matches_the_intensity_normalization_package():
     reference.fit_population(
         [NumpyImageAdapter(s) for s in scans], [NumpyImageAdapter(m) for m in masks]
     )
-    scale = standard_scale(scan_landmarks(s[m], PERCENTILES) for s, m in zip(scans, masks, strict=True))
+    marks = [scan_landmarks(s[m], PERCENTILES) for s, m in zip(scans, masks, strict=True)]
+    scale = standard_scale(marks)
     np.testing.assert_allclose(scale, reference.standard_scale, atol=1e-8)
 
     new = tissue(7, gamma=1.7, gain=300.0)
