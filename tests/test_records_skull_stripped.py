@@ -1,11 +1,12 @@
-"""The training record says whether the model learnt skull-stripped brains."""
+"""The training record says whether the model learnt skull-stripped brains, and which
+modality."""
 
 from __future__ import annotations
 
 import pytest
 
 from anomaly_maps.checkpoint import load_checkpoint
-from anomaly_maps.records import TrainingRecord, trained_on_brains
+from anomaly_maps.records import TrainingRecord, trained_modality, trained_on_brains
 from anomaly_maps.samples import sample_path
 
 
@@ -26,3 +27,17 @@ def test_bundled_checkpoints_are_unknown_and_taken_as_trained_on_brains():
 
 def test_train_writes_the_field(tiny_checkpoint):
     assert load_checkpoint(tiny_checkpoint).records.training.skull_stripped is True
+
+
+@pytest.mark.parametrize("value", ["CT", None])
+def test_modality_round_trips_and_old_records_are_mr(value):
+    record = TrainingRecord(volumes=("a.nii.gz",), modality=value)
+    assert TrainingRecord.from_dict(record.to_dict()) == record
+    assert ("modality" in record.to_dict()) is (value is not None)
+    assert trained_modality(record) == (value or "MR")
+    assert dict(record.card_rows())["modality"].startswith(value or "MR")
+    assert trained_modality(None) == "MR"
+
+
+def test_train_records_the_modality(tiny_checkpoint):
+    assert load_checkpoint(tiny_checkpoint).records.training.modality == "MR"

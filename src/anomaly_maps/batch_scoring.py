@@ -232,13 +232,14 @@ class _ScanReader(Dataset):
     the model, in a worker process."""
 
     def __init__(self, scans: Sequence[str], job: ScoringJob):
-        from .records import trained_on_brains
+        from .records import trained_modality, trained_on_brains
 
         self.scans, self.volume_index, self.series = list(scans), job.volume_index, job.series
         self.brain_mask, self.preprocessing = job.brain_mask, job.checkpoint.preprocessing
         self.on_brains = trained_on_brains(job.checkpoint.records.training)
         self.space, self.model_space = job.space, checkpoint_space(job.checkpoint)
         self.in_channels = model_in_channels(job.checkpoint)
+        self.modality = trained_modality(job.checkpoint.records.training)
 
     def __len__(self) -> int:
         return len(self.scans)
@@ -258,7 +259,7 @@ class _ScanReader(Dataset):
             try:
                 volume = load_volume(self.scans[i], volume_index=self.volume_index,
                                      series=self.series)  # fmt: skip
-                check_scan_fits(volume, self.preprocessing, self.in_channels)
+                check_scan_fits(volume, self.preprocessing, self.in_channels, self.modality)
                 volume, note = prepare_scan(volume, self.brain_mask, self.on_brains)
                 placed = place_scan(volume, self.space, self.model_space)
                 note = "\n".join(n for n in (note, placed.note) if n) or None

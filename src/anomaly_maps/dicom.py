@@ -82,6 +82,8 @@ class DicomSeries:
     slices: tuple[_Slice, ...]
     affine: np.ndarray
     dtype: np.dtype
+    modality: str | None = None
+    """The Modality tag of the first slice (``MR``, ``CT``, ...); ``None`` where absent."""
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -343,6 +345,8 @@ def _checked(folder: Path, chosen: tuple[str, list[_Slice]]) -> DicomSeries:
     lps[:3, 2] = _slice_step(positions, normal, slices[0].header, where)
     lps[:3, 3] = positions[0]
     description = str(slices[0].header.get("SeriesDescription", ""))
+    modality = str(slices[0].header.get("Modality", "")).strip().upper() or None
     return DicomSeries(
-        folder, uid, description, tuple(slices), _LPS_TO_RAS @ lps, _voxel_dtype(slices)
-    )
+        folder, uid, description, tuple(slices), _LPS_TO_RAS @ lps, _voxel_dtype(slices),
+        modality,
+    )  # fmt: skip

@@ -62,12 +62,16 @@ class Volume:
     header
         The NIfTI header it was read with (one made for it when read from Analyze or
         DICOM); saving a derived map reuses it so that qform/sform codes and units survive.
+    modality
+        The DICOM Modality of the series it was read from (``MR``, ``CT``, ...); ``None``
+        for formats that do not record one (NIfTI, Analyze, images).
     """
 
     data: np.ndarray
     affine: np.ndarray
     path: Path | None = None
     header: nib.Nifti1Header | None = field(default=None, repr=False)
+    modality: str | None = None
 
     def __post_init__(self) -> None:
         data = np.asarray(self.data)
@@ -119,7 +123,7 @@ class Volume:
             raise VolumeError(
                 f"new data has shape {data.shape}: expected the volume's shape {self.shape}"
             )
-        return Volume(data, self.affine, self.path, self.header)
+        return Volume(data, self.affine, self.path, self.header, self.modality)
 
 
 def _analyze_pair(path: Path) -> Path:
@@ -300,19 +304,20 @@ def load_volume(
         raise VolumeError(f"{path}: no such file")
     if series is not None and not _is_dicom(path):
         raise VolumeError(f"{path}: series {series} given, but only a DICOM series has one")
+    modality = None
     if is_image2d(path):
         if volume_index not in (None, 0):
             raise VolumeError(f"{path}: volume_index={volume_index} given for a 2D image")
         data, affine, header = read_image2d(path)
     elif _is_dicom(path):
-        data, affine, header = _read_dicom(path, series)
+        data, affine, header, modality = _read_dicom(path, series)
         data = _to_3d(data, path, volume_index)
     else:
         _check_file(path)
         data, affine, header = _read_nibabel(path)
         data = _to_3d(data, path, volume_index)
     _check_values(data, path)
-    return Volume(data, affine, path, header)
+    return Volume(data, affine, path, header, modality)
 
 
 def _read_nibabel(path: Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header]:
@@ -331,8 +336,11 @@ def _read_nibabel(path: Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header]
     return data, img.affine, nib.Nifti1Image.from_image(img).header
 
 
-def _read_dicom(path: Path, series: str | None) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header]:
-    """The series' voxels once its tags show they fit in memory; scanner-coordinate codes."""
+def _read_dicom(
+    path: Path, series: str | None
+) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header, str | None]:
+    """The series' voxels once its tags show they fit in memory, its affine, a header
+    with scanner-coordinate codes, and its Modality."""
     found = open_series(path, series)
     _check_fits_memory(found.shape, found.dtype, path, source="DICOM series")
     data = found.read()
@@ -343,7 +351,7 @@ def _read_dicom(path: Path, series: str | None) -> tuple[np.ndarray, np.ndarray,
     header.set_sform(found.affine, code=1)
     header.set_xyzt_units("mm")
     header["descrip"] = f"DICOM series {found.description or found.uid}"[:79]
-    return data, found.affine, header
+    return data, found.affine, header, found.modality
 
 
 def _disk_dtype(data: np.ndarray) -> np.ndarray:

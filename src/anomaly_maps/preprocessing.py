@@ -199,10 +199,18 @@ class SliceStack:
     foreground: np.ndarray
 
 
-def check_scan_fits(volume: Volume, spec: PreprocessingSpec, in_channels: int) -> None:
+def check_scan_fits(
+    volume: Volume, spec: PreprocessingSpec, in_channels: int, modality: str = "MR"
+) -> None:
     """Refuse, before any work, a scan of the wrong kind for a model: a 2D image for a
-    model of 3D scans or the reverse, or another number of channels (RGB for grey)."""
+    model of 3D scans or the reverse, another number of channels (RGB for grey), or a
+    DICOM series whose Modality is not the model's ``modality``."""
     where = f"{volume.path}: " if volume.path else ""
+    if volume.modality is not None and not spec.images and volume.modality != modality:
+        raise VolumeError(
+            f"{where}is a {volume.modality} series (DICOM Modality), but the model was "
+            f"trained on {modality} scans; score it with a model of {volume.modality} scans"
+        )
     if volume.is_image2d != spec.images:
         got = "a 2D image" if volume.is_image2d else f"a 3D volume {volume.shape}"
         wanted = "2D images (.png, .jpg, .tif)" if spec.images else "3D scans (NIfTI, DICOM)"

@@ -34,6 +34,7 @@ __all__ = [
     "CheckpointRecords",
     "TrainingRecord",
     "check_version",
+    "trained_modality",
     "trained_on_brains",
 ]
 
@@ -214,6 +215,10 @@ class TrainingRecord:
         Whether the training volumes were skull-stripped brains; ``None``: unknown
         (checkpoints written before the field; the bundled ones were trained on the
         brain-masked MNI152 template, see :func:`trained_on_brains`).
+    modality
+        The DICOM Modality the training scans were (``MR``, ...); ``None``: not recorded
+        (checkpoints written before the field, all trained on the MR template; see
+        :func:`trained_modality`).
     space
         The space of the training volumes (:func:`anomaly_maps.model_space.space_of`:
         name, shape, affine, orientation); ``None``: not recorded (checkpoints written
@@ -235,6 +240,7 @@ class TrainingRecord:
     command: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     skull_stripped: bool | None = None
+    modality: str | None = None
     space: dict[str, Any] | None = None
 
     record_version: ClassVar[int] = 1
@@ -246,8 +252,9 @@ class TrainingRecord:
         data["volumes"], data["val_volumes"] = list(self.volumes), list(self.val_volumes)
         if self.skull_stripped is None:  # unknown stays absent: an old header reads back as it was
             del values["skull_stripped"]
-        if self.space is None:  # likewise for a header written before the space record
-            del values["space"]
+        for name in ("space", "modality"):  # likewise for headers written before these
+            if values[name] is None:
+                del values[name]
         return {_VERSION_KEY: self.record_version, "data": data, **values}
 
     @classmethod
@@ -280,6 +287,7 @@ class TrainingRecord:
             ("validation", f"{_or_unknown(self.val_slices)} slices"),
             ("epochs", _or_unknown(self.epochs_completed)),
             ("skull-stripped data", _SKULL_STRIPPED[self.skull_stripped]),
+            ("modality", self.modality or "MR (not recorded: the MR template)"),
         ]
         if "val_loss" in self.final_losses:
             rows.append(("final val loss", f"{self.final_losses['val_loss']:.4g}"))
@@ -294,6 +302,12 @@ def trained_on_brains(training: TrainingRecord | None) -> bool:
     checkpoint written before the field (the bundled ones too) was trained on the
     brain-masked MNI152 template."""
     return training is None or training.skull_stripped is not False
+
+
+def trained_modality(training: TrainingRecord | None) -> str:
+    """The DICOM Modality a model learnt; ``MR`` where not recorded, because every
+    checkpoint written before the field was trained on the MR template."""
+    return (training.modality if training is not None else None) or "MR"
 
 
 def _or_unknown(value: Any) -> str:

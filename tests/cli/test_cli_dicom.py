@@ -81,3 +81,27 @@ def test_mood_layout_names_a_dicom_folder_as_nifti(tiny_dicom, tiny_checkpoint, 
         assert main(args) == 0
     assert sorted(p.name for p in out.iterdir()) == ["DICOMDIR.nii.gz", "DICOMDIR.nii.gz.txt"]
     assert load_volume(out / "DICOMDIR.nii.gz").shape == (31, 33, 17)
+
+
+def test_a_series_of_another_modality_is_refused_by_its_header(
+    tmp_path, tiny_volume, tiny_checkpoint, capsys
+):
+    """The tiny model learnt MR scans (``train`` records it); a CT series gets one line
+    naming both modalities and nothing is written. ``info`` shows the series' modality
+    and the refusal."""
+    folder = tmp_path / "ct"
+    write_series(folder, tiny_volume.data, tiny_volume.affine, modality="CT", slope=0.01)
+    out = tmp_path / "out"
+    args = ["score", str(folder), "--checkpoint", str(tiny_checkpoint), "--scorer", "rec",
+            "--out", str(out), "--device", "cpu"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "ct: is a CT series (DICOM Modality), but the model was trained on MR scans" in err[0]
+    assert not out.exists() or not any(out.iterdir())
+    assert main(["info", str(folder), "--checkpoint", str(tiny_checkpoint)]) == 0
+    printed = capsys.readouterr().out
+    assert "modality     CT (DICOM)" in printed
+    assert "refused       is a CT series" in printed
+    assert load_volume(folder).modality == "CT"
+    assert load_volume(folder).with_data(tiny_volume.data).modality == "CT"

@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  origin       {np.round(vol.affine[:3, 3], 2).tolist()} mm")
         print(f"  intensity    min {data.min():.4g}  max {data.max():.4g}  mean {data.mean():.4g}")
         print(f"  foreground   {foreground_mask(data).mean():.1%} of voxels")
+        if vol.modality is not None:
+            print(f"  modality     {vol.modality} (DICOM)")
         head = False
         if vol.is_image2d:
             print("  kind         2D image (models trained on 2D images score it)")

@@ -62,6 +62,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skull-stripped", action=argparse.BooleanOptionalAction, default=True,
                    help="the volumes are skull-stripped brains (default: yes, like the "
                    "template and MOOD's brain data); recorded for --brain-mask auto")  # fmt: skip
+    p.add_argument("--modality", type=str.upper, default="MR",
+                   help="DICOM Modality of the training scans (default MR); DICOM series "
+                   "of another modality are refused when scoring")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue OUT up to --epochs")
     p.add_argument("--overwrite", action="store_true", help="start afresh over OUT")
     p.set_defaults(run=run)
@@ -137,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         augment=not args.no_augment,
         amp=not args.no_amp,
         skull_stripped=args.skull_stripped,
+        modality=args.modality,
         min_foreground=args.min_foreground,
         lr_schedule=args.lr_schedule,
         patience=args.patience,

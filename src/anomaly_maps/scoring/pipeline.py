@@ -25,6 +25,7 @@ from ..preprocessing import (
     slices_to_volume,
     to_slices,
 )
+from ..records import trained_modality
 from ._registry import resolve_scorers
 from .inferer import SliceInferer, Slices
 
@@ -262,9 +263,11 @@ def score_volume(
 
 def check_model_takes(volume: Volume, checkpoint: Checkpoint) -> None:
     """Refuse a scan the checkpoint's model cannot take (a 2D image for a model of 3D
-    scans or the reverse, another number of channels), before registration, brain
-    extraction or preprocessing spend time on it (:func:`~..preprocessing.check_scan_fits`)."""
-    check_scan_fits(volume, checkpoint.preprocessing, model_in_channels(checkpoint))
+    scans or the reverse, another number of channels, another DICOM modality), before
+    registration, brain extraction or preprocessing spend time on it
+    (:func:`~..preprocessing.check_scan_fits`)."""
+    modality = trained_modality(checkpoint.records.training)
+    check_scan_fits(volume, checkpoint.preprocessing, model_in_channels(checkpoint), modality)
 
 
 def model_in_channels(checkpoint: Checkpoint) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from .._config import FrozenConfig, is_int, is_real
@@ -39,6 +40,9 @@ class TrainConfig(FrozenConfig):
     skull_stripped
         The training volumes are skull-stripped brains (recorded in the checkpoint;
         ``--brain-mask auto`` extracts the brain of a head scan only for such a model).
+    modality
+        The DICOM Modality of the training scans (``MR``, ``CT``, ...; recorded in the
+        checkpoint): a DICOM series of another modality is refused at scoring.
     lr_schedule
         ``constant``, or ``cosine``: the learning rate of epoch ``e`` (from 0) is
         ``lr * (0.01 + 0.99 * (1 + cos(pi * e / epochs)) / 2)`` (Loshchilov and Hutter,
@@ -60,6 +64,7 @@ class TrainConfig(FrozenConfig):
     augment: bool = True
     amp: bool = True
     skull_stripped: bool = True
+    modality: str = "MR"
     lr_schedule: str = "constant"
     patience: int = 0
 
@@ -82,6 +87,11 @@ class TrainConfig(FrozenConfig):
         )
         self._require("seed", is_int(self.seed) and self.seed >= 0, "an int >= 0")
         self._require("skull_stripped", isinstance(self.skull_stripped, bool), "a bool")
+        self._require(
+            "modality",
+            isinstance(self.modality, str) and bool(re.fullmatch(r"[A-Z]{2,4}", self.modality)),
+            "a DICOM Modality code such as MR or CT (2-4 capital letters)",
+        )
         self._require(
             "lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {list(LR_SCHEDULES)}"
         )

@@ -250,6 +250,7 @@ def _train(
                 world_size=job.env.world,
                 command=job.command,
                 skull_stripped=job.config.skull_stripped,
+                modality=job.config.modality,
                 space=space,
                 versions={
                     "anomaly_maps": __version__,
