@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+CHANNELS_LAST = torch.channels_last
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,10 @@ class SliceInferer:
         ``models`` are moved to :attr:`device` in eval mode. Returns one
         :class:`SliceMaps` per scorer, in order.
         """
-        models = {kind: m.to(self.device).eval() for kind, m in models.items()}
+        # channels-last: oneDNN's and cuDNN's fast convolutions (1.26x for the 64x64
+        # restoration U-Net, 1.37x for the 128x128 ceVAE on our 2-core CPU; `bench score`)
+        models = {kind: m.to(self.device, memory_format=CHANNELS_LAST).eval()
+                  for kind, m in models.items()}  # fmt: skip
         n, size = len(slices), slices.images.shape[-2:]
         cuda = self.device.type == "cuda"
         # pinned host memory (a no-op when the reader pinned it): each batch's copies
@@ -251,7 +255,7 @@ class SliceInferer:
         has_map = [False] * len(scorers)
 
         def run(batch: slice) -> list:
-            x = images[batch].to(self.device, non_blocking=cuda)
+            x = images[batch].to(self.device, non_blocking=cuda, memory_format=CHANNELS_LAST)
             position = positions[batch].to(self.device, non_blocking=cuda)
             indices = slices.indices[batch]
             with torch.no_grad(), sharing_passes(), _autocast(self.device, self.precision):
