@@ -11,8 +11,8 @@
 # restoration<SIZE>.best.safetensors beside the last one.
 #
 # Usage (from the repository root):
-#   bash scripts/train_restoration.sh WORKDIR [EPOCHS (30)] [WIDTHS ([16,32,64,128])] \
-#       [SIZE (64)] [CORRUPTION (dag)]
+#   [RESUME=1] bash scripts/train_restoration.sh WORKDIR [EPOCHS (30)] \
+#       [WIDTHS ([16,32,64,128])] [SIZE (64)] [CORRUPTION (dag)]
 #   WORKDIR/bench      the benchmark; made as scripts/results.sh makes it when absent
 #   WORKDIR/restoration<SIZE>.safetensors (+ .metrics.csv, .resume.safetensors)
 #   WORKDIR/eval_restoration/        `anomaly-maps evaluate` of disyre and fpi
@@ -36,6 +36,9 @@ WIDTHS=${3:-[16,32,64,128]}
 SIZE=${4:-64}
 CORRUPTION=${5:-dag}
 CKPT=$W/restoration$SIZE.safetensors
+# RESUME=1 continues an interrupted run from its last finished epoch
+START=--overwrite
+[ -z "${RESUME:-}" ] || START=--resume
 B=$W/bench
 mkdir -p "$W"
 timed() { local name=$1; shift; local t0; t0=$(date +%s); "$@"; echo "$name $(( $(date +%s) - t0 )) s" | tee -a "$W/times.txt"; }
@@ -53,7 +56,7 @@ timed train-restoration anomaly-maps train --model restoration --preset cpu64 \
     --data "$B/train/*.nii.gz" --out "$CKPT" \
     --axis axial --size "$SIZE" --normalization percentile \
     --epochs "$EPOCHS" --batch-size 32 --lr 1e-3 --lr-schedule cosine --patience 0 \
-    --min-foreground 0.01 --val-fraction 0.1 --seed 0 --device cpu --overwrite
+    --min-foreground 0.01 --val-fraction 0.1 --seed 0 --device cpu "$START"
 
 timed eval-restoration anomaly-maps evaluate --checkpoint "$CKPT" \
     --scorer disyre --scorer fpi \

@@ -88,6 +88,8 @@ def run_epoch(
         position = data.positions[index].to(device, non_blocking=True)
         if training and augment_spec is not None:
             x = augment(x, augment_spec, generator)
+        if x.ndim == 4:  # slices (a prior's codes are 3D): the model's channels-last layout
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.set_grad_enabled(training), autocast:
             total, terms = loss_module(x, position)
         if training:
