@@ -63,10 +63,13 @@ def _batch_sizes(models: dict[str, torch.nn.Module]):
 
 @pytest.mark.parametrize(("name", "kind", "params"), CASES, ids=[f"{n}-{k}" for n, k, _ in CASES])
 def test_batched_equals_reference(tiny_models, tiny_batch, name, kind, params):
-    models = tiny_models[kind]
+    # in the channels-last layout the inferer runs them in (it converts them in place)
+    cl = torch.channels_last
+    models = {k: m.to(memory_format=cl) for k, m in tiny_models[kind].items()}
     info = get_scorer(name)
     assert info.fits(kind.split("+"))
     x, position = tiny_batch
+    x = x.contiguous(memory_format=cl)
     params = info.resolve_params(params)
 
     def run(fn):
@@ -88,7 +91,9 @@ def test_batched_equals_reference(tiny_models, tiny_batch, name, kind, params):
     assert (batched.pixel is None) == (reference.pixel is None)
     if batched.pixel is not None:
         assert batched.pixel.shape == (3, 16, 16)
-        torch.testing.assert_close(batched.pixel, reference.pixel, rtol=1e-4, atol=1e-6)
+        # channels-last convolutions choose kernels by batch size: float32 rounding
+        # differs by up to 3e-6 (the VQ-VAE's maps), far below any map's resolution
+        torch.testing.assert_close(batched.pixel, reference.pixel, rtol=1e-4, atol=1e-5)
 
 
 def test_cases_cover_every_scorer():
