@@ -143,6 +143,7 @@ def test_card_rows_come_from_the_records():
     empty = dict(CheckpointRecords().card_rows())
     assert empty == {"trained on": "0 volume(s), ? slices", "validation": "? slices",
                      "epochs": "?", "skull-stripped data": "unknown (taken as yes)",
+                     "modality": "MR (not recorded: the MR template)",
                      "metrics": "none reported"}  # fmt: skip
 
 
