@@ -238,6 +238,8 @@ class _ScanReader(Dataset):
         self.brain_mask, self.preprocessing = job.brain_mask, job.checkpoint.preprocessing
         self.on_brains = trained_on_brains(job.checkpoint.records.training)
         self.space, self.model_space = job.space, checkpoint_space(job.checkpoint)
+        # what check_model_takes reads of the checkpoint, kept here so that the worker
+        # processes this reader is sent to do not carry the model
         self.in_channels = model_in_channels(job.checkpoint)
         self.modality = trained_modality(job.checkpoint.records.training)
 
