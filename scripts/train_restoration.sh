@@ -12,7 +12,8 @@
 #
 # Usage (from the repository root):
 #   [RESUME=1] bash scripts/train_restoration.sh WORKDIR [EPOCHS (30)] \
-#       [WIDTHS ([16,32,64,128])] [SIZE (64)] [CORRUPTION (dag)]
+#       [WIDTHS ([16,32,64,128])] [SIZE (64)] [CORRUPTION (dag)] \
+#       [NORMALIZATION (percentile; or nyul, zscore)]
 #   WORKDIR/bench      the benchmark; made as scripts/results.sh makes it when absent
 #   WORKDIR/restoration<SIZE>.safetensors (+ .metrics.csv, .resume.safetensors)
 #   WORKDIR/eval_restoration/        `anomaly-maps evaluate` of disyre and fpi
@@ -30,11 +31,12 @@
 # the training loop's augmentation (anomaly_maps.augment: affine, elastic, bias field,
 # gamma, noise), which --no-augment would switch off (it is on here).
 set -euo pipefail
-W=${1:?usage: scripts/train_restoration.sh WORKDIR [EPOCHS] [WIDTHS] [SIZE] [CORRUPTION]}
+W=${1:?usage: scripts/train_restoration.sh WORKDIR [EPOCHS] [WIDTHS] [SIZE] [CORRUPTION] [NORMALIZATION]}
 EPOCHS=${2:-30}
 WIDTHS=${3:-[16,32,64,128]}
 SIZE=${4:-64}
 CORRUPTION=${5:-dag}
+NORMALIZATION=${6:-percentile}
 CKPT=$W/restoration$SIZE.safetensors
 # RESUME=1 continues an interrupted run from its last finished epoch
 START=--overwrite
@@ -54,7 +56,7 @@ timed train-restoration anomaly-maps train --model restoration --preset cpu64 \
           'shape_radius=[0.06,0.3]' 'level_range=[0.0,1.0]' thick_prob=0.3 \
           p_unconditional=0.3 alpha_weight=0.1 \
     --data "$B/train/*.nii.gz" --out "$CKPT" \
-    --axis axial --size "$SIZE" --normalization percentile \
+    --axis axial --size "$SIZE" --normalization "$NORMALIZATION" \
     --epochs "$EPOCHS" --batch-size 32 --lr 1e-3 --lr-schedule cosine --patience 0 \
     --min-foreground 0.01 --val-fraction 0.1 --seed 0 --device cpu "$START"
 

@@ -50,3 +50,29 @@ def test_a_failed_registration_is_one_line_and_writes_nothing(tiny_checkpoint, t
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(err) == 1 and "registration to the model's template failed" in err[0]
     assert not list((tmp_path / "out").glob("*.nii.gz"))
+
+
+def test_evaluate_scores_cases_off_the_model_grid_in_its_space(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    """A real subject's benchmark at its own resolution is evaluated as ``score`` would
+    score its scans: registered into the model's space, maps back on the case's grid."""
+    import anomaly_maps.model_space as model_space
+    from anomaly_maps.benchmark import make_benchmark
+    from anomaly_maps.evaluation import evaluate_checkpoint
+
+    ckpt = _mni_checkpoint(tiny_checkpoint, tmp_path)
+    template = save_volume(coarse_brain(), tmp_path / "subject.nii.gz")
+    bench = make_benchmark(tmp_path / "bench", n_train=0, n_val=1, n_test=2, seed=0,
+                           shape=(36, 40, 30), template=template)  # fmt: skip
+    placed = []
+    real = model_space.place_scan
+    monkeypatch.setattr(model_space, "place_scan",
+                        lambda *a, **k: placed.append(real(*a, **k)) or placed[-1])  # fmt: skip
+    for space, registered in (("auto", True), ("native", False)):
+        placed.clear()
+        evaluate_checkpoint(ckpt, [("rec", {})], bench, tmp_path / space, device="cpu",
+                            space=space)  # fmt: skip
+        assert len(placed) == 3 and all(p.registered == registered for p in placed)
+        for case in (tmp_path / space / "predictions/test/rec").glob("*.nii.gz"):
+            assert load_volume(case).shape == (36, 40, 30)

@@ -31,6 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_scorer_options(p, required=False, help="scorer to evaluate with --checkpoint")
     p.add_argument("--benchmark", metavar="DIR", help="folder made by make-benchmark")
     p.add_argument("--volume-score", choices=list(VOLUME_SCORES), default="slice_mean")
+    p.add_argument("--space", choices=("auto", "native"), default="auto",
+                   help="with --checkpoint: auto (as score) registers a case off the "
+                   "model's grid into its space and brings the maps back; native scores "
+                   "every case as it is")  # fmt: skip
     add_run_options(p)
     p.add_argument("--out", type=out_folder, required=True, metavar="DIR",
                    help="report (and predictions)")  # fmt: skip
@@ -66,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             evaluation = evaluate_checkpoint(
                 checkpoint, scorers, args.benchmark, args.out, batch_size=args.batch_size,
                 seed=args.seed, volume_score=args.volume_score, overwrite=args.overwrite,
-                progress=bar_progress(bar),
+                progress=bar_progress(bar), space=args.space,
             )  # fmt: skip
         else:
             evaluation = evaluate(

@@ -35,6 +35,7 @@ def evaluate_checkpoint(
     volume_score: str = "slice_mean",
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    space: str = "auto",
 ) -> Evaluation:
     """Score a benchmark's val and test cases with a model, write MOOD-format
     predictions, evaluate them (test, Dice threshold from val) and write the report.
@@ -63,9 +64,16 @@ def evaluate_checkpoint(
         Replace earlier predictions and report in ``out_dir``.
     progress
         Called as ``progress(done, total)`` after each scored val/test volume.
+    space
+        ``auto`` (as ``anomaly-maps score``): a case off the model's grid, e.g. a real
+        subject's scan at its own resolution, is registered into the model's space,
+        scored there and its maps brought back onto its grid
+        (:func:`~anomaly_maps.model_space.score_in_space`), so the evaluation measures
+        what a user scoring that scan gets; ``native`` scores every case as it is.
     """
     from ..checkpoint import load_checkpoint
-    from ..scoring import get_scorer, score_volume
+    from ..model_space import check_space_choice, checkpoint_space, score_in_space
+    from ..scoring import get_scorer
     from ..scoring.calibration import calibrations_from_results, find_calibration
     from ..scoring.postprocess import normalize_result
 
@@ -84,6 +92,9 @@ def evaluate_checkpoint(
         checkpoint = load_checkpoint(checkpoint, device="cpu" if device is None else device)
     for name in names:
         get_scorer(name).check_fits(checkpoint.kinds)
+    if space not in ("auto", "native"):
+        raise AnomalyMapsError(f"space={space!r}: expected 'auto' or 'native'")
+    check_space_choice(space, checkpoint_space(checkpoint), checkpoint.path)
     cases = read_cases(benchmark)
     splits = {s: [c for c in cases if c.split == s] for s in ("val", "test")}
     if not splits["test"]:
@@ -94,9 +105,9 @@ def evaluate_checkpoint(
     def score(case: Case) -> tuple[Volume, list[VolumeScore]]:
         nonlocal done
         volume = load_volume(benchmark / case.split / "toy" / case.case)
-        results = score_volume(
-            volume, checkpoint, scorers, device=device, batch_size=batch_size, seed=seed,
-            volume_score=volume_score,
+        results, _ = score_in_space(
+            volume, checkpoint, scorers, space=space, device=device, batch_size=batch_size,
+            seed=seed, volume_score=volume_score,
         )  # fmt: skip
         done += 1
         if progress is not None:
