@@ -76,6 +76,7 @@ def centroid(img: torch.Tensor) -> tuple[float, float]:
         ("bias", -0.01),
         ("noise", -0.01),
         ("noise", True),
+        ("sharpen", -0.5),
         ("scale", 1.0),
         ("scale", -0.1),
         ("elastic_grid", 1),
@@ -232,6 +233,34 @@ def test_noise_only_inside_foreground_with_the_given_std():
     assert abs(diff.mean().item()) < 0.01
 
 
+def test_sharpen_is_an_unsharp_mask_of_the_tissue_by_a_reference_filter():
+    """Against scipy: x + s (x - binomial blur of x), background untouched, and
+    the per-slice amount s drawn in [0, sharpen]."""
+    import numpy as np
+    from scipy import ndimage
+
+    background = -0.5
+    x, _ = head(b=6, size=32, radius=10.0, background=background)
+    out = augment(x, only(sharpen=1.5), gen(4))
+    tissue = x > background
+    assert torch.equal(out[~tissue], x[~tissue])
+    taps = np.array([1, 4, 6, 4, 1.0]) / 16
+    for i in range(6):
+        rel = (x[i, 0] - background).numpy().astype(np.float64)
+        detail = rel - ndimage.correlate(rel, np.outer(taps, taps), mode="nearest")
+        inside = tissue[i, 0].numpy() & (np.abs(detail) > 1e-3)
+        amount = np.median(((out[i, 0] - x[i, 0]).numpy() / np.where(inside, detail, 1))[inside])
+        assert 0 <= amount <= 1.5
+        want = np.maximum(rel + amount * detail, 0) + background
+        np.testing.assert_allclose(out[i, 0].numpy()[inside], want[inside], atol=1e-5)
+
+
+def test_sharpen_off_keeps_the_random_stream():
+    x, _ = head(b=3)
+    old = augment(x, AugmentSpec(prob=0.7), gen(5))
+    assert torch.equal(augment(x, AugmentSpec(prob=0.7, sharpen=0.0), gen(5)), old)
+
+
 def test_elastic_deformation_moves_pixels_by_about_elastic_px():
     x = blob(32, 15.5, 15.5, sigma=4.0, b=8)
     out = augment(x, only(elastic_px=1.5), gen(5))
@@ -362,3 +391,21 @@ def test_gamma_is_drawn_per_sample_inside_its_range():
     assert (gamma >= 0.5 - 1e-4).all() and (gamma <= 2.0 + 1e-4).all()
     assert gamma.std() > 0.1
     assert 16 <= int((gamma < 1).sum()) <= 48  # log-uniform: median 1
+
+
+def test_train_augment_option_is_checked_first_and_recorded(tiny_nifti, tmp_path, capsys):
+    from anomaly_maps.checkpoint import load_checkpoint
+    from anomaly_maps.cli import main
+
+    ckpt = tmp_path / "m.safetensors"
+    base = ["train", "--model", "dae", "--data", str(tiny_nifti), "--out", str(ckpt),
+            "--size", "16", "--set", "widths=[8,16]", "--epochs", "1", "--batch-size", "4",
+            "--device", "cpu", "--val-fraction", "0"]  # fmt: skip
+    for bad, message in ((["sharpen=-1"], "sharpen=-1"), (["blur=2"], "unknown augmentation"),
+                         (["sharpen"], "--augment 'sharpen': expected KEY=VALUE")):  # fmt: skip
+        assert main([*base, "--augment", *bad]) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and message in err[0] and not ckpt.exists()
+    assert main([*base, "--augment", "sharpen=0.5", "prob=0.8"]) == 0, capsys.readouterr().err
+    recorded = load_checkpoint(ckpt).records.training.augment
+    assert recorded == {**AugmentSpec().to_dict(), "sharpen": 0.5, "prob": 0.8}

@@ -58,6 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=integer(0), default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--no-augment", action="store_true", help="train on unaugmented slices")
+    p.add_argument("--augment", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="augmentation strengths (anomaly_maps.augment.AugmentSpec), e.g. "
+                   "prob=0.8 elastic_px=3 sharpen=0.5")  # fmt: skip
     p.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
     p.add_argument("--skull-stripped", action=argparse.BooleanOptionalAction, default=True,
                    help="the volumes are skull-stripped brains (default: yes, like the "
@@ -70,13 +73,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _overrides(pairs: Sequence[str]) -> dict[str, object]:
+def _overrides(pairs: Sequence[str], option: str = "--set") -> dict[str, object]:
     """``key=value`` pairs; values are JSON where they parse (numbers, lists, true)."""
     result: dict[str, object] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise AnomalyMapsError(f"--set {pair!r}: expected KEY=VALUE, e.g. latent_dim=256")
+            raise AnomalyMapsError(f"{option} {pair!r}: expected KEY=VALUE, e.g. latent_dim=256")
         try:
             result[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -110,6 +113,17 @@ def _model_config(args: argparse.Namespace):
     return config_from_dict(args.model, {**base, **overrides})
 
 
+def _augment_spec(args: argparse.Namespace):
+    """The augmentation strengths from --augment (defaults for the rest); None without."""
+    from ..augment import AugmentSpec
+
+    if not args.augment:
+        return None
+    if args.no_augment:
+        raise AnomalyMapsError("--augment sets strengths of an augmentation --no-augment skips")
+    return AugmentSpec.from_dict(_overrides(args.augment, "--augment"))
+
+
 def _tqdm_progress(batches, epoch: int, split: str):
     from tqdm import tqdm
 
@@ -122,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training import TrainConfig, dist_from_env, metrics_path, train
 
     model_config = _model_config(args)
+    augment_spec = _augment_spec(args)
     from ..images2d import is_image2d
 
     paths = expand_paths(args.data)
@@ -154,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         model_config=model_config,
         preprocessing=preprocessing,
         config=config,
+        augment_spec=augment_spec,
         vqvae_checkpoint=args.vqvae,
         device=args.device,
         resume=args.resume,
