@@ -1,13 +1,15 @@
 """Is a map as quiet on healthy scans acquired with thick slices as at 1 mm? (issue 15, item 3)
 
-Each healthy scan is re-acquired with slices of ``T`` mm along one voxel axis (the mean of
-``T / voxel size`` neighbouring voxels, then linear interpolation back onto the scan's
-grid, so geometry and brain mask stay the same) and scored; the script prints, per
-thickness, axis and scorer, the median and 99th percentile of the map over the brain and
-the p99 relative to the p99 at the scan's own resolution (1.0 = as quiet). Usage::
+Each healthy scan is re-acquired with slices ``k`` voxels thick along one voxel axis (the
+mean of ``k`` neighbouring voxels, then linear interpolation back onto the scan's grid, so
+geometry and brain mask stay the same) and scored; the script prints, per factor, axis
+and scorer, the slice thickness in mm, the median and 99th percentile of the map over the
+brain and the p99 relative to the p99 at the scan's own resolution (1.0 = as quiet).
+Factors rather than millimetres: on the 1.82 mm benchmark grid, 3 mm and 4.5 mm both
+round to 2 voxels, so a "3x thicker" row would silently repeat the 2x one. Usage::
 
     python scripts/restoration_transfer.py RESTORATION.safetensors bench/val/toy/*.nii.gz \\
-        --scorer disyre --scorer fpi --thickness 2 3
+        --scorer disyre --scorer fpi --factor 2 3
 """
 
 from __future__ import annotations
@@ -20,11 +22,6 @@ from anomaly_maps.checkpoint import load_checkpoint
 from anomaly_maps.io import Volume, load_volume
 from anomaly_maps.preprocessing import foreground_mask
 from anomaly_maps.scoring import score_volume
-
-
-def thickness_factor(volume: Volume, axis: int, thickness_mm: float) -> int:
-    """How many voxels along ``axis`` one slice of ``thickness_mm`` spans (>= 1)."""
-    return max(1, round(thickness_mm / float(np.linalg.norm(volume.affine[:3, axis]))))
 
 
 def thick(volume: Volume, axis: int, factor: int) -> Volume:
@@ -54,9 +51,12 @@ def main() -> None:
     parser.add_argument("checkpoint")
     parser.add_argument("scans", nargs="+", help="healthy NIfTI scans")
     parser.add_argument("--scorer", action="append", default=None, help="repeat; default both")
-    parser.add_argument("--thickness", type=float, nargs="+", default=[2.0, 3.0])
+    parser.add_argument("--factor", type=int, nargs="+", default=[2, 3],
+                        help="slice thickness in voxels (each >= 2)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
+    if min(args.factor) < 2:
+        parser.error(f"--factor {min(args.factor)}: expected integers >= 2 (voxels per slice)")
     checkpoint = load_checkpoint(args.checkpoint)
     scorers = [(name, {}) for name in args.scorer or ["disyre", "fpi"]]
     print("| scan | thickness | axis | voxels per slice | scorer | median | p99 | p99 / own p99 |")
@@ -67,12 +67,12 @@ def main() -> None:
         base = score_volume(volume, checkpoint, scorers, batch_size=args.batch_size)
         base_p99 = {r.scorer: float(np.percentile(r.map[brain], 99)) for r in base}
         rows = [("native", "-", 1, r) for r in base]
-        for thickness in args.thickness:
+        zooms = np.linalg.norm(volume.affine[:3, :3], axis=0)
+        for factor in args.factor:
             for axis in range(3):
-                factor = thickness_factor(volume, axis, thickness)
                 moved = thick(volume, axis, factor)
                 maps = score_volume(moved, checkpoint, scorers, batch_size=args.batch_size)
-                rows += [(f"{thickness:g} mm", str(axis), factor, r) for r in maps]
+                rows += [(f"{factor * zooms[axis]:.3g} mm", str(axis), factor, r) for r in maps]
         for thickness, axis, factor, r in rows:
             values = r.map[brain]
             p99 = float(np.percentile(values, 99))

@@ -17,12 +17,16 @@ STOCHASTIC = [
     ("cevae", "kl_grad", {"n_smooth": 2, "noise": 0.1}),
     ("vqvae+prior", "latent_restoration", {"lambda_p": LAMBDA, "n_restorations": 3}),
     ("vae", "iwae", {"n_samples": 3}),  # slice scores only
+    # smoothed across slices by the pipeline: the preview reads the neighbouring slices
+    ("restoration", "fpi", {"through": 1.5}),
+    ("restoration", "disyre", {"n_steps": 2, "through": 0.7}),
 ]
 #: A scorer ticked before it, drawing noise of its own.
 OTHER = {
     "vae": ("elbo", {}),
     "cevae": ("sample_std", {}),
     "vqvae+prior": ("latent_restoration", {"lambda_p": LAMBDA, "n_restorations": 2}),
+    "restoration": ("disyre", {"n_steps": 1}),
 }
 
 

@@ -23,6 +23,8 @@ from ..checkpoint import Checkpoint
 from ..device import resolve_device
 from ..preprocessing import _CANONICAL_AXIS, Axis, SliceGeometry, SliceStack, slices_to_volume
 from ..scoring import SliceInferer, Slices, resolve_scorers
+from ..scoring._ops import through_plane_blur, through_plane_radius
+from ..scoring._registry import THROUGH_PLANE
 
 __all__ = ["ModelSlicing", "SlicePreview", "score_model_slice"]
 
@@ -119,7 +121,8 @@ def score_model_slice(
     """Score the model slice that shows file plane ``file_index`` of a preprocessed scan.
 
     ``stack`` is ``to_slices(volume, checkpoint.preprocessing)``, computed once per scan
-    so that a preview costs one model call. The slice goes through the same
+    so that a preview costs one model call (on the neighbouring slices too, as far as a
+    scorer's through-plane smoothing reaches: ``through``). The slice goes through the same
     :class:`~anomaly_maps.scoring.SliceInferer` as :func:`~anomaly_maps.scoring.score_volume`,
     each scorer with its own generator seeded from ``(seed, model slice index)``, and maps
     are masked alike (slice foreground, then the scan's foreground): a preview equals
@@ -132,19 +135,29 @@ def score_model_slice(
     index = slicing.model_index(file_index)
     inferer = SliceInferer(resolve_device(device), batch_size=1, seed=seed)
     infos = resolve_scorers(scorers, checkpoint.kinds)
-    has_foreground = bool(stack.mask[index].any())
+    # a through-plane smoothed map needs the slices its kernel reaches
+    reach = max(through_plane_radius(p.get(THROUGH_PLANE.name, 0.0)) for _, p in infos)
+    window = np.arange(max(0, index - reach), min(len(stack.mask), index + reach + 1))
+    window_mask = torch.from_numpy(stack.mask[window])
+    scored = window[window_mask.flatten(1).any(1).numpy() | (window == index)]
     fg_plane = np.take(stack.foreground, file_index, axis=slicing.file_axis)
     with _one_thread():
         results = inferer(
             checkpoint.models,
-            Slices.from_stack(stack, np.array([index])),
+            Slices.from_stack(stack, scored),
             [(info.fn, params) for info, params in infos],
         )
+    centre = np.flatnonzero(window == index)[0]
     out = []
     for (info, params), result in zip(infos, results, strict=True):
         plane = None
         if result.maps is not None:
-            plane = _plane_to_scan(result.maps[0], stack.geometry, slicing) * fg_plane
-        score = float(result.scores[0]) if has_foreground else 0.0
+            maps = torch.zeros(len(window), *result.maps.shape[1:])
+            maps[torch.from_numpy(np.isin(window, scored))] = result.maps
+            sigma = params.get(THROUGH_PLANE.name, 0.0)
+            maps = through_plane_blur(maps, window_mask, sigma)
+            plane = _plane_to_scan(maps[centre], stack.geometry, slicing) * fg_plane
+        at = np.flatnonzero(scored == index)[0]
+        score = float(result.scores[at]) if stack.mask[index].any() else 0.0
         out.append(SlicePreview(info.name, params, file_index, plane, score))
     return out

@@ -13,7 +13,15 @@ from torch import nn
 
 from ..errors import ScorerError
 
-__all__ = ["encode", "gaussian_blur", "model_of", "shared", "sharing_passes"]
+__all__ = [
+    "encode",
+    "gaussian_blur",
+    "model_of",
+    "shared",
+    "sharing_passes",
+    "through_plane_blur",
+    "through_plane_radius",
+]
 
 T = TypeVar("T")
 _MEMO: ContextVar[dict[tuple, tuple[tuple, Any]] | None] = ContextVar("memo", default=None)
@@ -73,6 +81,34 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
     x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
     return x[:, 0]
+
+
+def through_plane_radius(sigma: float) -> int:
+    """Slices on each side that :func:`through_plane_blur` reads (3 sigma; 0 when off)."""
+    return int(3.0 * sigma + 0.5) if sigma > 0 else 0
+
+
+def through_plane_blur(maps: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian smoothing of a scan's ``(N, H, W)`` slice maps across slices, inside ``mask``.
+
+    Normalised convolution: ``G * (m mask) / G * mask`` along the slice axis, 0 outside
+    ``mask`` (``(N, H, W)`` bool, the slices' foreground), so the background and slices
+    without tissue do not pull the brain's border down. ``sigma`` in slices; the kernel
+    is cut at :func:`through_plane_radius` slices. Equals, per pixel,
+    ``gaussian_filter1d(m * mask, sigma, axis=0, mode="constant", truncate=3) /
+    gaussian_filter1d(mask, ...)``.
+    """
+    radius = through_plane_radius(sigma)
+    if radius == 0:
+        return maps
+    t = torch.arange(-radius, radius + 1, device=maps.device, dtype=maps.dtype)
+    kernel = torch.exp(-0.5 * (t / sigma) ** 2).view(1, 1, -1)
+    weight = mask.to(maps.dtype)
+    stacked = torch.stack([maps * weight, weight])  # (2, N, H, W)
+    columns = stacked.flatten(2).permute(0, 2, 1).reshape(-1, 1, maps.shape[0])
+    smooth = F.conv1d(columns, kernel, padding=radius).view(2, -1, maps.shape[0])
+    value, norm = smooth.permute(0, 2, 1).reshape(stacked.shape)
+    return torch.where(mask, value / norm.clamp_min(1e-12), torch.zeros_like(maps))
 
 
 def model_of(models: dict[str, nn.Module], *kinds: str) -> nn.Module:

@@ -21,6 +21,7 @@ into the batch), never looping over slices in Python.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,8 @@ from ..errors import ParameterError, ScorerError
 from ..models import SliceGenerators
 
 __all__ = [
+    "PIPELINE_PARAMS",
+    "THROUGH_PLANE",
     "ParamSpec",
     "ScoreResult",
     "ScorerFn",
@@ -132,6 +135,31 @@ class ParamSpec:
         return self.check(value, scorer)
 
 
+#: A scorer parameter the pipeline applies to the stacked maps of a whole scan (a scorer
+#: sees one batch of slices): Gaussian smoothing across slices, ``sigma`` in slices,
+#: masked to the slices' foreground (:func:`~._ops.through_plane_blur`). A 2D model
+#: scores each slice alone, so its maps jump from slice to slice (stripes across a
+#: sagittal view); a real lesion spans several slices. Scorers opt in by listing it.
+THROUGH_PLANE = ParamSpec(
+    "through", float, 0.0, (0.0, 8.0),
+    "through-plane Gaussian sigma in slices over the scan's maps (2.5D); 0: off",
+)  # fmt: skip
+
+#: Names of the parameters the pipeline consumes; scorer functions never receive them.
+PIPELINE_PARAMS = frozenset({THROUGH_PLANE.name})
+
+
+def _without_pipeline_params(fn: ScorerFn) -> ScorerFn:
+    """``fn`` taking its resolved parameters whole: the :data:`PIPELINE_PARAMS` among
+    them are dropped before the call (the pipeline applies them to the stacked maps)."""
+
+    @functools.wraps(fn)
+    def call(models: dict[str, nn.Module], x: torch.Tensor, **kwargs: Any) -> ScoreResult:
+        return fn(models, x, **{k: v for k, v in kwargs.items() if k not in PIPELINE_PARAMS})
+
+    return call
+
+
 @dataclass(frozen=True)
 class ScorerInfo:
     """A registered scorer and what it needs.
@@ -202,6 +230,10 @@ class ScorerInfo:
 _SCORERS: dict[str, ScorerInfo] = {}
 
 
+def _takes_pipeline_params(params: Sequence[ParamSpec]) -> bool:
+    return any(p.name in PIPELINE_PARAMS for p in params)
+
+
 def register_scorer(
     name: str,
     *,
@@ -217,7 +249,10 @@ def register_scorer(
             raise ValueError(f"scorer {name!r} registered twice")
         for p in params:
             p.check(p.default, name)  # a bad default is a programming error
-        _SCORERS[name] = ScorerInfo(name, description, seed, tuple(model_kinds), tuple(params), fn)
+        wrapped = _without_pipeline_params(fn) if _takes_pipeline_params(params) else fn
+        _SCORERS[name] = ScorerInfo(
+            name, description, seed, tuple(model_kinds), tuple(params), wrapped
+        )
         return fn
 
     return decorate
@@ -230,7 +265,8 @@ def register_reference(name: str) -> Callable[[ScorerFn], ScorerFn]:
         info = get_scorer(name)
         if info.reference is not None:
             raise ValueError(f"reference of scorer {name!r} registered twice")
-        _SCORERS[name] = replace(info, reference=fn)
+        wrapped = _without_pipeline_params(fn) if _takes_pipeline_params(info.params) else fn
+        _SCORERS[name] = replace(info, reference=wrapped)
         return fn
 
     return decorate

@@ -22,6 +22,14 @@ restoration; without it every step restores the input itself (the reference's
 the map by the slice's foreground fraction (the reference's ``weight_foreground``): the
 map's background is zeroed by the inferer.
 
+Both take ``through`` (:data:`~._registry.THROUGH_PLANE`, default 0 = the papers): a
+Gaussian across the scan's slices of the stacked maps, applied by the pipeline. Neither
+paper smooths; the comparative study of autoencoder UAD post-processes residuals in 3D
+(Baur et al. [4]_: a median filter over the residual volume). Across slices only,
+because the model sees each slice alone and its maps jump from one slice to the next,
+while smoothing in-plane blurs the lesion's border (measured in ``docs/results.md``:
+through-plane sigma 2 raises ``fpi``'s pixel AP, in-plane smoothing lowers it).
+
 References
 ----------
 .. [1] Naval Marimont et al., "DISYRE: Diffusion-Inspired SYnthetic REstoration for
@@ -31,6 +39,9 @@ References
    MOOD 2020 / MELBA 2022, Method.
 .. [3] Naval Marimont et al., "Ensembled Cold-Diffusion Restorations for Unsupervised
    Anomaly Detection", MICCAI 2024, arXiv 2407.06635, Method (ensembles over severities).
+.. [4] Baur, Denner, Wiestler, Navab, Albarqouni, "Autoencoders for unsupervised anomaly
+   segmentation in brain MR images: a comparative study", Medical Image Analysis 69
+   (2021), its post-processing of residual maps.
 """
 
 from __future__ import annotations
@@ -43,7 +54,7 @@ from torch import nn
 from ..models import SliceGenerators
 from ._naive import cat_results
 from ._ops import model_of, shared
-from ._registry import ParamSpec, ScoreResult, register_reference, register_scorer
+from ._registry import THROUGH_PLANE, ParamSpec, ScoreResult, register_reference, register_scorer
 
 __all__ = ["disyre", "fpi", "restoration_steps", "step_levels"]
 
@@ -88,6 +99,7 @@ def restoration_steps(
             True,
             help="multi-step restoration (cold diffusion); false: mean of single steps",
         ),
+        THROUGH_PLANE,
     ],
 )
 def disyre(
@@ -162,6 +174,7 @@ def disyre_reference(
     description="FPI: the predicted foreign-patch interpolation factor per pixel",
     seed="FPI, Tan et al. MOOD 2020 / MELBA 2022, Method; DISYRE corruptions",
     model_kinds=_KINDS,
+    params=[THROUGH_PLANE],
 )
 def fpi(
     models: dict[str, nn.Module],

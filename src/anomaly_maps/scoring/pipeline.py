@@ -26,7 +26,8 @@ from ..preprocessing import (
     to_slices,
 )
 from ..records import trained_modality
-from ._registry import resolve_scorers
+from ._ops import through_plane_blur
+from ._registry import THROUGH_PLANE, resolve_scorers
 from .inferer import SliceInferer, Slices
 
 __all__ = [
@@ -240,6 +241,8 @@ def score_volume(
         if result.maps is not None:
             maps = torch.zeros(n_slices, *result.maps.shape[1:])
             maps[torch.from_numpy(scored)] = result.maps
+            sigma = params.get(THROUGH_PLANE.name, 0.0)
+            maps = through_plane_blur(maps, torch.from_numpy(stack.mask), sigma)
             volume_map = slices_to_volume(maps, stack.geometry) * stack.foreground
         slice_scores = np.zeros(n_slices, np.float32)
         slice_scores[scored] = result.scores
