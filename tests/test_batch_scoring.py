@@ -191,6 +191,24 @@ def test_readers_pin_memory_only_for_cuda(scans, tiny_checkpoint, monkeypatch, d
     assert prepared.stack.geometry.shape == placed.scored.shape  # preprocessed by the reader
 
 
+@pytest.mark.parametrize(("n_scans", "readers"), [(1, 0), (2, 1), (3, 2), (5, 2)])
+def test_no_more_reader_processes_than_scans_after_the_first(
+    scans, tiny_checkpoint, monkeypatch, n_scans, readers
+):
+    """A reader process costs its start-up and only hides reading behind an earlier
+    scan's scoring: one scan is read in this process."""
+    import torch
+
+    from anomaly_maps.checkpoint import load_checkpoint
+
+    started = []
+    monkeypatch.setattr(batch_scoring, "DataLoader",
+                        lambda dataset, **kw: started.append(kw["num_workers"]) or [])  # fmt: skip
+    job = batch_scoring.ScoringJob(load_checkpoint(tiny_checkpoint), tiny_checkpoint, [])
+    list(batch_scoring._read_ahead([scans[0]] * n_scans, job, 2, torch.device("cpu")))
+    assert started == [readers]
+
+
 def test_precision_is_in_the_completion_record(scans, tiny_checkpoint, tmp_path):
     import json
 
