@@ -144,6 +144,24 @@ def test_slice_stack_outputs(tiny_volume):
     assert 0 < stack.mask.mean() < 1
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_fill_holes_equals_scipy(seed):
+    """Random blobby masks in 2D and 3D, some touching the grid's border, some empty."""
+    from scipy import ndimage
+
+    from anomaly_maps.preprocessing import fill_holes
+
+    rng = np.random.default_rng(seed)
+    shape = [(17, 23, 11), (30, 9), (12, 12, 12), (5, 40, 7), (9, 9), (8, 8, 8)][seed]
+    noise = ndimage.gaussian_filter(rng.random(shape), 1.2)
+    mask = noise > np.quantile(noise, [0.3, 0.5, 0.6, 0.45, 0.5, 1.0][seed])
+    if seed == 2:  # a shell enclosing a cavity, away from the border
+        mask = np.zeros(shape, bool)
+        mask[2:10, 2:10, 2:10] = True
+        mask[4:8, 4:8, 4:8] = False
+    np.testing.assert_array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))
+
+
 def test_no_foreground_is_an_error_naming_the_scan():
     flat = Volume(np.zeros((4, 4, 4), np.float32), np.eye(4), "flat.nii.gz")
     with pytest.raises(VolumeError, match=r"^flat.nii.gz: no foreground voxels"):

@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from .errors import VolumeError
 from .io import Volume, load_volume
-from .preprocessing import foreground_mask
+from .preprocessing import fill_holes, foreground_mask
 
 __all__ = [
     "BET_FRACTIONAL_THRESHOLD",
@@ -134,7 +134,7 @@ def _extract(volume: Volume) -> np.ndarray:
     core = _core_component(_erode(tissue, _ERODE_MM, zooms), *start, zooms)
     grown = _core_component(_dilate(core, _ERODE_MM, zooms) & tissue, *start, zooms)
     closed = _erode(_dilate(grown, _CLOSE_MM, zooms), _CLOSE_MM, zooms)
-    brain[box] = ndimage.binary_fill_holes(closed)
+    brain[box] = fill_holes(closed)
     return brain
 
 

