@@ -143,6 +143,23 @@ def test_calibration_travels_with_the_checkpoint(checkpoint, tiny_volume, tmp_pa
     assert find_calibration(loaded, "rec", {}) is None  # other parameters: no match
 
 
+def test_a_calibration_from_before_a_parameter_existed_has_its_default(checkpoint):
+    """``fpi`` calibrations stored before ``through`` (params {}) were made with through 0."""
+    from dataclasses import replace
+
+    old = replace(_calibration([0.1, 0.5, 0.9]), scorer="fpi", params={})
+    restoration = with_calibration(checkpoint, old)
+    assert find_calibration(restoration, "fpi", {}) == old
+    assert find_calibration(restoration, "fpi", {"through": 0.0}) == old
+    assert find_calibration(restoration, "fpi", {"through": 2.0}) is None
+    new = replace(old, params={"through": 0.0}, n_volumes=2)
+    [kept] = with_calibration(restoration, new).records.calibrations  # replaced, not doubled
+    assert kept == new
+    gone = replace(old, params={"removed_option": 1})  # a parameter the scorer lost
+    stale = replace(checkpoint, records=checkpoint.records.with_calibration(gone))
+    assert find_calibration(stale, "fpi", {}) is None
+
+
 def test_should_stop_cancels_after_a_batch(checkpoint, tiny_volume):
     calls = []
 

@@ -28,7 +28,7 @@ from ..checkpoint import Checkpoint
 from ..errors import ParameterError, ScorerError
 from ..io import Volume
 from ..records import Calibration
-from ._registry import get_scorer
+from ._registry import ScorerInfo, get_scorer
 
 if TYPE_CHECKING:
     from .pipeline import VolumeScore
@@ -206,14 +206,37 @@ def _aligned(
 def find_calibration(
     checkpoint: Checkpoint, scorer: str, params: dict[str, Any] | None = None
 ) -> Calibration | None:
-    """The checkpoint's calibration of ``scorer`` with exactly these parameters, if any."""
-    resolved = get_scorer(scorer).resolve_params(params)
+    """The checkpoint's calibration of ``scorer`` with exactly these parameters, if any.
+
+    Both sides are compared with the scorer's defaults filled in: a calibration stored
+    before a parameter existed (``fpi`` before ``through``) was made with its default.
+    """
+    info = get_scorer(scorer)
+    resolved = info.resolve_params(params)
     for calibration in checkpoint.records.calibrations:
-        if calibration.scorer == scorer and calibration.params == resolved:
+        if calibration.scorer == scorer and _resolved(info, calibration.params) == resolved:
             return calibration
     return None
 
 
+def _resolved(info: ScorerInfo, params: dict[str, Any]) -> dict[str, Any] | None:
+    """``params`` with the defaults filled in; None if they no longer fit the scorer."""
+    try:
+        return info.resolve_params(params)
+    except ParameterError:
+        return None
+
+
 def with_calibration(checkpoint: Checkpoint, calibration: Calibration) -> Checkpoint:
-    """A copy of ``checkpoint`` whose metrics hold ``calibration`` (replacing the old one)."""
-    return replace(checkpoint, records=checkpoint.records.with_calibration(calibration))
+    """A copy of ``checkpoint`` whose metrics hold ``calibration`` (replacing the old one,
+    also one stored before a parameter existed that matches with its default)."""
+    info = get_scorer(calibration.scorer)
+    same = info.resolve_params(calibration.params)
+    records = checkpoint.records
+    kept = tuple(
+        c
+        for c in records.calibrations
+        if c.scorer != calibration.scorer or _resolved(info, c.params) != same
+    )
+    records = replace(records, calibrations=kept).with_calibration(calibration)
+    return replace(checkpoint, records=records)
