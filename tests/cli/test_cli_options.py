@@ -129,3 +129,9 @@ def test_checkpoint_out_on_a_folder_is_refused(tiny_nifti, tiny_checkpoint, tmp_
     with pytest.raises(SystemExit):
         main(argv)
     assert f"{tmp_path} is a folder, expected a .safetensors file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("text", "value"), [("-1e-3", -1e-3), ("-2", -2.0), ("-.5E+2", -50.0)])
+def test_a_negative_number_in_exponent_notation_is_a_value_not_an_option(text, value):
+    argv = ["score", "x.nii.gz", "--checkpoint", "c", "--scorer", "rec", "--out", "o"]
+    assert build_parser().parse_args([*argv, "--threshold", text]).threshold == value

@@ -10,6 +10,7 @@ status 2.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
@@ -56,7 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
+    for each in (parser, *sub.choices.values()):
+        # argparse before Python 3.13 takes "-1e-3" for an option ("--threshold -1e-3":
+        # "expected one argument"); a value in exponent notation is a number too
+        each._negative_number_matcher = _NEGATIVE_NUMBER
     return parser
+
+
+_NEGATIVE_NUMBER = re.compile(r"^-(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
