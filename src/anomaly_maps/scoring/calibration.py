@@ -214,17 +214,20 @@ def find_calibration(
     info = get_scorer(scorer)
     resolved = info.resolve_params(params)
     for calibration in checkpoint.records.calibrations:
-        if calibration.scorer == scorer and _resolved(info, calibration.params) == resolved:
+        if _calibrates(calibration, info, resolved):
             return calibration
     return None
 
 
-def _resolved(info: ScorerInfo, params: dict[str, Any]) -> dict[str, Any] | None:
-    """``params`` with the defaults filled in; None if they no longer fit the scorer."""
+def _calibrates(calibration: Calibration, info: ScorerInfo, resolved: dict[str, Any]) -> bool:
+    """Whether ``calibration`` is of scorer ``info`` with the ``resolved`` parameters, its
+    own parameters taken with the defaults filled in (none that no longer fit)."""
+    if calibration.scorer != info.name:
+        return False
     try:
-        return info.resolve_params(params)
+        return info.resolve_params(calibration.params) == resolved
     except ParameterError:
-        return None
+        return False
 
 
 def with_calibration(checkpoint: Checkpoint, calibration: Calibration) -> Checkpoint:
@@ -233,10 +236,6 @@ def with_calibration(checkpoint: Checkpoint, calibration: Calibration) -> Checkp
     info = get_scorer(calibration.scorer)
     same = info.resolve_params(calibration.params)
     records = checkpoint.records
-    kept = tuple(
-        c
-        for c in records.calibrations
-        if c.scorer != calibration.scorer or _resolved(info, c.params) != same
-    )
-    records = replace(records, calibrations=kept).with_calibration(calibration)
+    kept = tuple(c for c in records.calibrations if not _calibrates(c, info, same))
+    records = replace(records, calibrations=(*kept, calibration))
     return replace(checkpoint, records=records)
