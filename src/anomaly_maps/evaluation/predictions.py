@@ -72,7 +72,7 @@ def evaluate_checkpoint(
         what a user scoring that scan gets; ``native`` scores every case as it is.
     """
     from ..checkpoint import load_checkpoint
-    from ..model_space import check_space_choice, checkpoint_space, score_in_space
+    from ..model_space import score_in_space
     from ..scoring import get_scorer
     from ..scoring.calibration import calibrations_from_results, find_calibration
     from ..scoring.postprocess import normalize_result
@@ -94,7 +94,6 @@ def evaluate_checkpoint(
         get_scorer(name).check_fits(checkpoint.kinds)
     if space not in ("auto", "native"):
         raise AnomalyMapsError(f"space={space!r}: expected 'auto' or 'native'")
-    check_space_choice(space, checkpoint_space(checkpoint), checkpoint.path)
     cases = read_cases(benchmark)
     splits = {s: [c for c in cases if c.split == s] for s in ("val", "test")}
     if not splits["test"]:
