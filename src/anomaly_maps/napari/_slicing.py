@@ -23,8 +23,9 @@ from ..checkpoint import Checkpoint
 from ..device import resolve_device
 from ..preprocessing import _CANONICAL_AXIS, Axis, SliceGeometry, SliceStack, slices_to_volume
 from ..scoring import SliceInferer, Slices, resolve_scorers
-from ..scoring._ops import through_plane_blur, through_plane_radius
+from ..scoring._ops import through_plane_radius
 from ..scoring._registry import THROUGH_PLANE
+from ..scoring.pipeline import stacked_maps
 
 __all__ = ["ModelSlicing", "SlicePreview", "score_model_slice"]
 
@@ -138,8 +139,8 @@ def score_model_slice(
     # a through-plane smoothed map needs the slices its kernel reaches
     reach = max(through_plane_radius(p.get(THROUGH_PLANE.name, 0.0)) for _, p in infos)
     window = np.arange(max(0, index - reach), min(len(stack.mask), index + reach + 1))
-    window_mask = torch.from_numpy(stack.mask[window])
-    scored = window[window_mask.flatten(1).any(1).numpy() | (window == index)]
+    window_mask = stack.mask[window]
+    scored = window[window_mask.any(axis=(1, 2)) | (window == index)]
     fg_plane = np.take(stack.foreground, file_index, axis=slicing.file_axis)
     with _one_thread():
         results = inferer(
@@ -152,10 +153,7 @@ def score_model_slice(
     for (info, params), result in zip(infos, results, strict=True):
         plane = None
         if result.maps is not None:
-            maps = torch.zeros(len(window), *result.maps.shape[1:])
-            maps[torch.from_numpy(np.isin(window, scored))] = result.maps
-            sigma = params.get(THROUGH_PLANE.name, 0.0)
-            maps = through_plane_blur(maps, window_mask, sigma)
+            maps = stacked_maps(result.maps, scored - window[0], window_mask, params)
             plane = _plane_to_scan(maps[centre], stack.geometry, slicing) * fg_plane
         at = np.flatnonzero(scored == index)[0]
         score = float(result.scores[at]) if stack.mask[index].any() else 0.0

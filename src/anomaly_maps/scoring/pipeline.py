@@ -38,6 +38,7 @@ __all__ = [
     "model_in_channels",
     "prepare_volume",
     "score_volume",
+    "stacked_maps",
     "volume_score_of",
 ]
 
@@ -239,10 +240,7 @@ def score_volume(
     for (info, params), result in zip(infos, results, strict=True):
         volume_map = None
         if result.maps is not None:
-            maps = torch.zeros(n_slices, *result.maps.shape[1:])
-            maps[torch.from_numpy(scored)] = result.maps
-            sigma = params.get(THROUGH_PLANE.name, 0.0)
-            maps = through_plane_blur(maps, torch.from_numpy(stack.mask), sigma)
+            maps = stacked_maps(result.maps, scored, stack.mask, params)
             volume_map = slices_to_volume(maps, stack.geometry) * stack.foreground
         slice_scores = np.zeros(n_slices, np.float32)
         slice_scores[scored] = result.scores
@@ -262,6 +260,18 @@ def score_volume(
             )
         )
     return out
+
+
+def stacked_maps(
+    maps: torch.Tensor, rows: np.ndarray, mask: np.ndarray, params: dict[str, Any]
+) -> torch.Tensor:
+    """A scorer's maps of the scored slices at ``rows`` of a run of ``len(mask)`` slices,
+    as that run's ``(N, H, W)`` stack (zeros elsewhere), smoothed across its slices as the
+    scorer's ``through`` parameter says (``mask``: the slices' ``(N, H, W)`` foreground)."""
+    stack = torch.zeros(len(mask), *maps.shape[1:])
+    stack[torch.from_numpy(np.asarray(rows))] = maps
+    sigma = params.get(THROUGH_PLANE.name, 0.0)
+    return through_plane_blur(stack, torch.from_numpy(mask), sigma)
 
 
 def check_model_takes(volume: Volume, checkpoint: Checkpoint) -> None:
