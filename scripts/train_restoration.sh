@@ -14,7 +14,8 @@
 #   [RESUME=1] bash scripts/train_restoration.sh WORKDIR [EPOCHS (30)] \
 #       [WIDTHS ([16,32,64,128])] [SIZE (64)] [CORRUPTION (dag)] \
 #       [NORMALIZATION (percentile; or nyul, zscore)] [MIN_FOREGROUND (0.01)] \
-#       [AUGMENT (the defaults of anomaly_maps.augment.AugmentSpec; e.g. "sharpen=0.5")]
+#       [AUGMENT (the defaults of anomaly_maps.augment.AugmentSpec; e.g. "sharpen=0.5")] \
+#       [AXES (axial; "axial coronal sagittal": multi-view, trains on all three)]
 #   WORKDIR/bench      the benchmark; made as scripts/results.sh makes it when absent
 #   WORKDIR/restoration<SIZE>.safetensors (+ .metrics.csv, .resume.safetensors)
 #   WORKDIR/eval_restoration/        `anomaly-maps evaluate` of disyre and fpi
@@ -32,7 +33,7 @@
 # the training loop's augmentation (anomaly_maps.augment: affine, elastic, bias field,
 # gamma, noise), which --no-augment would switch off (it is on here).
 set -euo pipefail
-W=${1:?usage: scripts/train_restoration.sh WORKDIR [EPOCHS] [WIDTHS] [SIZE] [CORRUPTION] [NORMALIZATION] [MIN_FOREGROUND] [AUGMENT]}
+W=${1:?usage: scripts/train_restoration.sh WORKDIR [EPOCHS] [WIDTHS] [SIZE] [CORRUPTION] [NORMALIZATION] [MIN_FOREGROUND] [AUGMENT] [AXES]}
 EPOCHS=${2:-30}
 WIDTHS=${3:-[16,32,64,128]}
 SIZE=${4:-64}
@@ -40,6 +41,7 @@ CORRUPTION=${5:-dag}
 NORMALIZATION=${6:-percentile}
 MIN_FOREGROUND=${7:-0.01}
 read -r -a AUGMENT <<< "${8:-}"  # KEY=VALUE strengths, split on spaces
+read -r -a AXES <<< "${9:-axial}"
 CKPT=$W/restoration$SIZE.safetensors
 # RESUME=1 continues an interrupted run from its last finished epoch
 START=--overwrite
@@ -59,7 +61,7 @@ timed train-restoration anomaly-maps train --model restoration --preset cpu64 \
           'shape_radius=[0.06,0.3]' 'level_range=[0.0,1.0]' thick_prob=0.3 \
           p_unconditional=0.3 alpha_weight=0.1 \
     --data "$B/train/*.nii.gz" --out "$CKPT" \
-    --axis axial --size "$SIZE" --normalization "$NORMALIZATION" \
+    --axis "${AXES[@]}" --size "$SIZE" --normalization "$NORMALIZATION" \
     --epochs "$EPOCHS" --batch-size 32 --lr 1e-3 --lr-schedule cosine --patience 0 \
     --min-foreground "$MIN_FOREGROUND" ${AUGMENT[@]+--augment "${AUGMENT[@]}"} \
     --val-fraction 0.1 --seed 0 --device cpu "$START"

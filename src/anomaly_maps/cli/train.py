@@ -33,7 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="model hyper-parameters, e.g. latent_dim=256 beta=0.5")  # fmt: skip
     p.add_argument("--vqvae", default=None, metavar="CHECKPOINT",
                    help="trained VQ-VAE whose codes a prior learns")  # fmt: skip
-    p.add_argument("--axis", choices=AXES, default="axial")
+    p.add_argument("--axis", nargs="+", choices=AXES, default=["axial"],
+                   help="slicing axis; more than one: the model also trains on slices "
+                   "along the others (multi-view, for scoring with views=orthogonal)")  # fmt: skip
     p.add_argument("--size", type=integer(4), default=None,
                    help="in-plane size (default: preset's)")  # fmt: skip
     p.add_argument("--channels", type=integer(1), default=None,
@@ -141,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
     paths = expand_paths(args.data)
     preprocessing = PreprocessingSpec(
-        axis=args.axis,
+        axis=args.axis[0],
         size=getattr(model_config, "size", args.size or 64),
         normalization=args.normalization,
         images=bool(paths) and all(is_image2d(p) for p in paths),
@@ -159,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         min_foreground=args.min_foreground,
         lr_schedule=args.lr_schedule,
         patience=args.patience,
+        extra_axes=tuple(args.axis[1:]),
     )
     main_rank = dist_from_env().main
     if not main_rank:  # one copy of every warning, from rank 0

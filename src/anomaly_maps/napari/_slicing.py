@@ -21,11 +21,12 @@ import torch
 
 from ..checkpoint import Checkpoint
 from ..device import resolve_device
+from ..errors import ParameterError
 from ..preprocessing import _CANONICAL_AXIS, Axis, SliceGeometry, SliceStack, slices_to_volume
 from ..scoring import SliceInferer, Slices, resolve_scorers
 from ..scoring._ops import through_plane_radius
 from ..scoring._registry import THROUGH_PLANE
-from ..scoring.pipeline import stacked_maps
+from ..scoring.pipeline import stacked_maps, view_axes
 
 __all__ = ["ModelSlicing", "SlicePreview", "score_model_slice"]
 
@@ -136,6 +137,14 @@ def score_model_slice(
     index = slicing.model_index(file_index)
     inferer = SliceInferer(resolve_device(device), batch_size=1, seed=seed)
     infos = resolve_scorers(scorers, checkpoint.kinds)
+    axis = checkpoint.preprocessing.axis
+    multi_view = [info.name for info, p in infos if len(view_axes(p, axis)) > 1]
+    if multi_view:
+        raise ParameterError(
+            f"{multi_view[0]} views=orthogonal: its map combines slices along all three "
+            "axes, which a one-slice preview does not have; press Score volume "
+            "(or set views=single to preview)"
+        )
     # a through-plane smoothed map needs the slices its kernel reaches
     reach = max(through_plane_radius(p.get(THROUGH_PLANE.name, 0.0)) for _, p in infos)
     window = np.arange(max(0, index - reach), min(len(stack.mask), index + reach + 1))

@@ -37,6 +37,7 @@ from ..models import SliceGenerators
 __all__ = [
     "PIPELINE_PARAMS",
     "THROUGH_PLANE",
+    "VIEWS",
     "ParamSpec",
     "ScoreResult",
     "ScorerFn",
@@ -145,8 +146,20 @@ THROUGH_PLANE = ParamSpec(
     "through-plane Gaussian sigma in slices over the scan's maps (2.5D); 0: off",
 )  # fmt: skip
 
+#: Multi-view scoring: a 2D model cuts the scan along one axis, so what it misses or
+#: invents is specific to that axis (whole slices too high, a lesion seen edge-on).
+#: ``orthogonal`` scores the scan along all three anatomical axes and keeps the
+#: voxel-wise geometric mean of the three maps: a voxel stays high only where every view
+#: finds it. Best with a model trained on all three (``train --axis axial coronal
+#: sagittal``); slice scores stay those of the model's own axis.
+VIEWS = ParamSpec(
+    "views", str, "single", ("single", "orthogonal"),
+    "single: slices along the model's axis; orthogonal: axial, coronal and sagittal, "
+    "maps combined by their geometric mean",
+)  # fmt: skip
+
 #: Names of the parameters the pipeline consumes; scorer functions never receive them.
-PIPELINE_PARAMS = frozenset({THROUGH_PLANE.name})
+PIPELINE_PARAMS = frozenset({THROUGH_PLANE.name, VIEWS.name})
 
 
 def _without_pipeline_params(fn: ScorerFn) -> ScorerFn:

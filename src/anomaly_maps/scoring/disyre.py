@@ -29,6 +29,11 @@ paper smooths; the comparative study of autoencoder UAD post-processes residuals
 because the model sees each slice alone and its maps jump from one slice to the next,
 while smoothing in-plane blurs the lesion's border (measured in ``docs/results.md``:
 through-plane sigma 2 raises ``fpi``'s pixel AP, in-plane smoothing lowers it).
+Both also take ``views`` (:data:`~._registry.VIEWS`, default ``single`` = the papers):
+``orthogonal`` scores along all three axes and keeps the maps' geometric mean. Neither
+paper does; it is the view aggregation of 2D networks for 3D brain scans (QuickNAT [5]_,
+which averages three view-specific networks' probabilities; here one network, trained on
+all three views, and a geometric mean, measured in ``docs/results.md``).
 
 References
 ----------
@@ -42,6 +47,8 @@ References
 .. [4] Baur, Denner, Wiestler, Navab, Albarqouni, "Autoencoders for unsupervised anomaly
    segmentation in brain MR images: a comparative study", Medical Image Analysis 69
    (2021), its post-processing of residual maps.
+.. [5] Roy, Conjeti, Navab, Wachinger, "QuickNAT: A fully convolutional network for quick
+   and accurate segmentation of neuroanatomy", NeuroImage 186, 2019 (view aggregation).
 """
 
 from __future__ import annotations
@@ -54,7 +61,14 @@ from torch import nn
 from ..models import SliceGenerators
 from ._naive import cat_results
 from ._ops import model_of, shared
-from ._registry import THROUGH_PLANE, ParamSpec, ScoreResult, register_reference, register_scorer
+from ._registry import (
+    THROUGH_PLANE,
+    VIEWS,
+    ParamSpec,
+    ScoreResult,
+    register_reference,
+    register_scorer,
+)
 
 __all__ = ["disyre", "fpi", "restoration_steps", "step_levels"]
 
@@ -100,6 +114,7 @@ def restoration_steps(
             help="multi-step restoration (cold diffusion); false: mean of single steps",
         ),
         THROUGH_PLANE,
+        VIEWS,
     ],
 )
 def disyre(
@@ -174,7 +189,7 @@ def disyre_reference(
     description="FPI: the predicted foreign-patch interpolation factor per pixel",
     seed="FPI, Tan et al. MOOD 2020 / MELBA 2022, Method; DISYRE corruptions",
     model_kinds=_KINDS,
-    params=[THROUGH_PLANE],
+    params=[THROUGH_PLANE, VIEWS],
 )
 def fpi(
     models: dict[str, nn.Module],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from ..device import resolve_device
 from ..errors import ParameterError
 from ..io import Volume
 from ..preprocessing import (
+    Axis,
     PreprocessingSpec,
     SliceStack,
     check_scan_fits,
@@ -27,7 +28,7 @@ from ..preprocessing import (
 )
 from ..records import trained_modality
 from ._ops import through_plane_blur
-from ._registry import THROUGH_PLANE, resolve_scorers
+from ._registry import THROUGH_PLANE, VIEWS, resolve_scorers
 from .inferer import SliceInferer, Slices
 
 __all__ = [
@@ -35,10 +36,12 @@ __all__ = [
     "PreparedVolume",
     "VolumeScore",
     "check_model_takes",
+    "combine_views",
     "model_in_channels",
     "prepare_volume",
     "score_volume",
     "stacked_maps",
+    "view_axes",
     "volume_score_of",
 ]
 
@@ -214,34 +217,38 @@ def score_volume(
             "prepare_volume(volume, checkpoint.preprocessing)"
         )
     infos = resolve_scorers(scorers, checkpoint.kinds, reference=reference)
+    spec = checkpoint.preprocessing
+    if spec.images and any(len(view_axes(p, spec.axis)) > 1 for _, p in infos):
+        raise ParameterError(
+            "views=orthogonal: a 2D image has one plane; expected views=single for it"
+        )
     inferer = SliceInferer(
         resolve_device(device)
         if device is not None
         else next(checkpoint.model.parameters()).device,
         batch_size=batch_size,
         seed=seed,
-        progress=progress,
         should_stop=should_stop,
         precision=precision,
     )
 
     if prepared is None:
-        prepared = prepare_volume(volume, checkpoint.preprocessing)
-    stack, scored = prepared.stack, prepared.slices.indices
-    results = inferer(
-        checkpoint.models,
-        prepared.slices,
-        [(info.reference if reference else info.fn, params) for info, params in infos],
+        prepared = prepare_volume(volume, spec)
+    views = {spec.axis: prepared}  # the model's own axis first: its slice scores are kept
+    for axis in dict.fromkeys(a for _, p in infos for a in view_axes(p, spec.axis)):
+        if axis not in views:
+            views[axis] = prepare_volume(volume, replace(spec, axis=axis))
+    primary, view_maps = _run_views(
+        inferer, checkpoint.models, views, infos, reference=reference, progress=progress
     )
+
+    stack, scored = views[spec.axis].stack, views[spec.axis].slices.indices
     n_slices = stack.images.shape[0]
     is_scored = np.zeros(n_slices, bool)
     is_scored[scored] = True
     out = []
-    for (info, params), result in zip(infos, results, strict=True):
-        volume_map = None
-        if result.maps is not None:
-            maps = stacked_maps(result.maps, scored, stack.mask, params)
-            volume_map = slices_to_volume(maps, stack.geometry) * stack.foreground
+    for (info, params), result, maps in zip(infos, primary, view_maps, strict=True):
+        volume_map = combine_views(maps) * stack.foreground if maps else None
         slice_scores = np.zeros(n_slices, np.float32)
         slice_scores[scored] = result.scores
         out.append(
@@ -272,6 +279,66 @@ def stacked_maps(
     stack[torch.from_numpy(np.asarray(rows))] = maps
     sigma = params.get(THROUGH_PLANE.name, 0.0)
     return through_plane_blur(stack, torch.from_numpy(mask), sigma)
+
+
+def _run_views(
+    inferer: SliceInferer,
+    models: dict[str, Any],
+    views: dict[str, PreparedVolume],
+    infos: Sequence[tuple[Any, dict[str, Any]]],
+    *,
+    reference: bool,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[Any], list[list[np.ndarray]]]:
+    """Run each scorer over the prepared ``views`` it asks for (:func:`view_axes`).
+
+    Returns, per scorer, its result on the first view (the model's own axis) and its
+    maps of every view on the scan's grid (empty for slice-only scorers).
+    """
+    axis = next(iter(views))
+    total, done = sum(len(v.slices) for v in views.values()), 0
+    primary: list[Any] = [None] * len(infos)
+    view_maps: list[list[np.ndarray]] = [[] for _ in infos]
+    for view_axis, view in views.items():
+        members = [k for k, (_, p) in enumerate(infos) if view_axis in view_axes(p, axis)]
+        run = replace(inferer, progress=_offset_progress(progress, done, total))
+        fns = [(infos[k][0].reference if reference else infos[k][0].fn, infos[k][1])
+               for k in members]  # fmt: skip
+        done += len(view.slices)
+        for k, result in zip(members, run(models, view.slices, fns), strict=True):
+            if primary[k] is None:
+                primary[k] = result
+            if result.maps is not None:
+                maps = stacked_maps(result.maps, view.slices.indices, view.stack.mask, infos[k][1])
+                view_maps[k].append(slices_to_volume(maps, view.stack.geometry))
+    return primary, view_maps
+
+
+def view_axes(params: dict[str, Any], axis: str) -> tuple[str, ...]:
+    """The slicing axes a scorer's ``views`` parameter asks for, the model's ``axis`` first."""
+    if params.get(VIEWS.name, "single") == "orthogonal":
+        return (axis, *(a for a in get_args(Axis) if a != axis))
+    return (axis,)
+
+
+def combine_views(maps: Sequence[np.ndarray]) -> np.ndarray:
+    """Voxel-wise geometric mean of the views' maps (negative values count as 0): high
+    only where every view is high. One map comes back as it is."""
+    if len(maps) == 1:
+        return maps[0]
+    product = np.ones_like(maps[0])
+    for m in maps:
+        product *= np.clip(m, 0.0, None)
+    return product ** (1.0 / len(maps))
+
+
+def _offset_progress(
+    progress: Callable[[int, int], None] | None, done: int, total: int
+) -> Callable[[int, int], None] | None:
+    """``progress`` of one view's slices as a part of all views' ``total`` slices."""
+    if progress is None:
+        return None
+    return lambda n, _: progress(done + n, total)
 
 
 def check_model_takes(volume: Volume, checkpoint: Checkpoint) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import get_args
 
 from .._config import FrozenConfig, is_int, is_real
+from ..preprocessing import Axis
 
 __all__ = ["LR_SCHEDULES", "TrainConfig"]
 
@@ -52,6 +54,10 @@ class TrainConfig(FrozenConfig):
         Stop once the validation loss has not improved for this many epochs (0: never).
         The best epoch's weights are kept beside the checkpoint either way
         (:func:`~anomaly_maps.training.files.best_path`).
+    extra_axes
+        More slicing axes whose slices join the training data, besides the
+        preprocessing's own axis (multi-view training: a model that has seen coronal and
+        sagittal slices too scores well with ``views=orthogonal``).
     """
 
     epochs: int = 20
@@ -67,6 +73,7 @@ class TrainConfig(FrozenConfig):
     modality: str = "MR"
     lr_schedule: str = "constant"
     patience: int = 0
+    extra_axes: tuple[str, ...] = ()
 
     def validate(self) -> None:
         self._require("epochs", is_int(self.epochs) and self.epochs >= 1, "an int >= 1")
@@ -96,6 +103,13 @@ class TrainConfig(FrozenConfig):
             "lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {list(LR_SCHEDULES)}"
         )
         self._require("patience", is_int(self.patience) and self.patience >= 0, "an int >= 0")
+        self._require(
+            "extra_axes",
+            isinstance(self.extra_axes, tuple)
+            and all(a in get_args(Axis) for a in self.extra_axes)
+            and len(set(self.extra_axes)) == len(self.extra_axes),
+            f"distinct axes among {list(get_args(Axis))}",
+        )
 
     def epoch_lr(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (counted from 0) under :attr:`lr_schedule`."""

@@ -77,10 +77,12 @@ def load_slices(
     spec: PreprocessingSpec,
     *,
     min_foreground: float = 0.05,
+    extra_axes: Sequence[str] = (),
     progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None,
 ) -> SliceData:
-    """Cut every volume (or 2D image: one slice) into model slices; keep those with
-    enough foreground. All inputs need the same number of channels."""
+    """Cut every volume (or 2D image: one slice) into model slices, along ``spec.axis``
+    and each of ``extra_axes``; keep those with enough foreground. All inputs need the
+    same number of channels."""
     if not paths:
         raise AnomalyMapsError("no training volumes given")
     images, positions, volume = [], [], []
@@ -96,12 +98,13 @@ def load_slices(
                 f"{path}: has {scan.channels} channel(s) but {first[1]} has {first[0]}: "
                 "expected training inputs with one number of channels"
             )
-        stack = to_slices(scan, spec)
-        keep = stack.mask.mean(axis=(1, 2)) >= min_foreground
-        kept = torch.from_numpy(stack.images[keep])
-        images.append(kept if kept.ndim == 4 else kept[:, None])
-        positions.append(torch.from_numpy(stack.positions[keep]))
-        volume.append(torch.full((int(keep.sum()),), i, dtype=torch.int64))
+        for axis in (spec.axis, *extra_axes):
+            stack = to_slices(scan, replace(spec, axis=axis))
+            keep = stack.mask.mean(axis=(1, 2)) >= min_foreground
+            kept = torch.from_numpy(stack.images[keep])
+            images.append(kept if kept.ndim == 4 else kept[:, None])
+            positions.append(torch.from_numpy(stack.positions[keep]))
+            volume.append(torch.full((int(keep.sum()),), i, dtype=torch.int64))
     data = SliceData(
         torch.cat(images),
         torch.cat(positions),

@@ -156,6 +156,11 @@ def _train(
         raise AnomalyMapsError(
             f"model size {size} differs from preprocessing size {preprocessing.size}"
         )
+    if preprocessing.images and job.config.extra_axes:
+        raise AnomalyMapsError(
+            f"extra_axes={list(job.config.extra_axes)}: 2D images have one plane; "
+            "expected one --axis for them"
+        )
 
     torch.manual_seed(job.config.seed)  # weight initialisation
     # channels-last: the fast convolution paths (a restoration training step 1.5-1.7x
@@ -178,7 +183,12 @@ def _train(
 
     if preprocessing.needs_landmarks():
         preprocessing = fit_standard_scale(job.paths, preprocessing)
-    data = load_slices(job.paths, preprocessing, min_foreground=job.config.min_foreground)
+    data = load_slices(
+        job.paths,
+        preprocessing,
+        min_foreground=job.config.min_foreground,
+        extra_axes=job.config.extra_axes,
+    )
     space = space_of(job.paths)  # the training volumes' grid: MNI or unknown
     train_data, val_data = split_train_val(data, job.config.val_fraction, job.config.seed)
     if "vqvae" in models:
