@@ -124,3 +124,18 @@ def test_cli_demo_defaults_are_the_measured_best():
     cli_demo.add_parser(parser.add_subparsers())
     args = parser.parse_args(["demo"])
     assert (args.model, args.scorer) == (DEMO_MODEL, DEMO_SCORER)
+
+
+def test_demo_takes_the_newest_calibration_of_its_scorer(tiny_models):
+    from anomaly_maps.checkpoint import Checkpoint
+    from anomaly_maps.demo import demo_params
+    from anomaly_maps.preprocessing import PreprocessingSpec
+    from anomaly_maps.scoring.calibration import Calibration, with_calibration
+
+    ckpt = Checkpoint(None, tiny_models["restoration"], PreprocessingSpec(size=16))
+    assert demo_params(ckpt, "fpi", None) == {}
+    for params in ({"views": "single"}, {"views": "orthogonal"}):
+        ckpt = with_calibration(ckpt, Calibration("fpi", params, (0.0, 1.0), (0.0, 1.0),
+                                                  (0.0, 1.0), 2))  # fmt: skip
+    assert demo_params(ckpt, "fpi", None) == {"views": "orthogonal"}
+    assert demo_params(ckpt, "fpi", {"through": 1.0}) == {"through": 1.0}

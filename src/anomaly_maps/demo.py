@@ -80,10 +80,11 @@ def lesion_plane(label: Volume) -> tuple[int, int]:
 
 
 def demo_params(checkpoint: Checkpoint, scorer: str, params: dict[str, Any] | None) -> dict:
-    """``params`` if given, else those the checkpoint calibrated ``scorer`` with, else {}."""
+    """``params`` if given, else those of the checkpoint's newest calibration of
+    ``scorer`` (``make-sample-data`` appends the one it validated), else {}."""
     if params is not None:
         return dict(params)
-    for calibration in checkpoint.records.calibrations:
+    for calibration in reversed(checkpoint.records.calibrations):
         if calibration.scorer == scorer:
             return dict(calibration.params)
     return {}

@@ -35,9 +35,7 @@ def test_combine_views_is_the_geometric_mean_of_the_clipped_maps():
     assert combine_views(maps[:1]) is maps[0]
 
 
-def test_orthogonal_map_is_the_geometric_mean_of_three_single_view_runs(
-    tiny_models, tiny_volume
-):
+def test_orthogonal_map_is_the_geometric_mean_of_three_single_view_runs(tiny_models, tiny_volume):
     ckpt = _checkpoint(tiny_models)
     for name in ("fpi", "disyre"):
         assert get_scorer(name).resolve_params()["views"] == "single"  # the papers
@@ -128,5 +126,5 @@ def test_the_preview_refuses_a_multi_view_scorer(tiny_models, tiny_volume):
 
     ckpt = _checkpoint(tiny_models)
     stack = to_slices(tiny_volume, ckpt.preprocessing)
-    with pytest.raises(ParameterError, match="fpi views=orthogonal: .*press Score volume"):
+    with pytest.raises(ParameterError, match=r"fpi views=orthogonal: .*press Score volume"):
         score_model_slice(stack, ckpt, [("fpi", {"views": "orthogonal"})], 5, device="cpu")
