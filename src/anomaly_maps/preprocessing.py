@@ -12,6 +12,7 @@ stored in every checkpoint and re-applied verbatim at scoring time.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import ClassVar, Literal, get_args
@@ -39,6 +40,7 @@ __all__ = [
     "resize_planes",
     "slices_to_volume",
     "to_slices",
+    "to_view_slices",
 ]
 
 Axis = Literal["axial", "coronal", "sagittal"]
@@ -352,6 +354,14 @@ def to_slices(volume: Volume, spec: PreprocessingSpec) -> SliceStack:
     A volume of several channels (an RGB image) shares one foreground (of the channels'
     mean) and one geometry; each channel is normalised on its own.
     """
+    return to_view_slices(volume, spec, (spec.axis,))[spec.axis]
+
+
+def to_view_slices(
+    volume: Volume, spec: PreprocessingSpec, axes: Sequence[str]
+) -> dict[str, SliceStack]:
+    """``to_slices(volume, replace(spec, axis=a))`` for each axis ``a`` of ``axes``, with
+    the foreground and the normalisation, which do not depend on the axis, found once."""
     channels = volume.data if volume.channels > 1 else volume.data[..., None]
     mask = foreground_mask(channels.mean(axis=-1), spec.foreground_fraction)
     if not mask.any():
@@ -359,28 +369,42 @@ def to_slices(volume: Volume, spec: PreprocessingSpec) -> SliceStack:
             f"{volume.path or 'volume'}: no foreground voxels (the scan is constant, or the "
             f"checkpoint's foreground_fraction {spec.foreground_fraction} is too high for it)"
         )
+    normalized = [normalize_intensity(channels[..., c], mask, spec)
+                  for c in range(channels.shape[-1])]  # fmt: skip
     ornt = nib.orientations.io_orientation(volume.affine)
-    axis = _CANONICAL_AXIS[spec.axis]
-    oriented = _to_planes(nib.orientations.apply_orientation(mask, ornt), axis)
-
     zooms = _canonical_zooms(volume, ornt)
+    return {
+        a: _cut(volume.shape, mask, normalized, ornt, zooms, _CANONICAL_AXIS[a], spec.size)
+        for a in axes
+    }
+
+
+def _cut(
+    shape: tuple[int, ...],
+    mask: np.ndarray,
+    normalized: list[np.ndarray],
+    ornt: np.ndarray,
+    zooms: np.ndarray,
+    axis: int,
+    size: int,
+) -> SliceStack:
+    """The slice stack along canonical ``axis`` of a scan's foreground ``mask`` and its
+    ``normalized`` channels."""
+    oriented = _to_planes(nib.orientations.apply_orientation(mask, ornt), axis)
     in_plane = [i for i in range(3) if i != axis]
     spacing = zooms[[in_plane[1], in_plane[0]]]  # rows run along the later canonical axis
     pad = _square_padding(oriented.shape[1:], spacing)
-    images = []
-    for c in range(channels.shape[-1]):
-        normalized = normalize_intensity(channels[..., c], mask, spec)
-        fill = float(normalized.min())
-        images.append(_model_planes(normalized, ornt, axis, pad, spec.size, fill))
-    mask_t = _model_planes(mask.astype(np.float32), ornt, axis, pad, spec.size, 0.0)
+    images = [_model_planes(channel, ornt, axis, pad, size, float(channel.min()))
+              for channel in normalized]  # fmt: skip
+    mask_t = _model_planes(mask.astype(np.float32), ornt, axis, pad, size, 0.0)
     n = oriented.shape[0]
     geometry = SliceGeometry(
-        shape=volume.shape,
+        shape=shape,
         ornt=ornt,
         axis=axis,
         plane_shape=oriented.shape[1:],
         pad=pad,
-        size=spec.size,
+        size=size,
     )
     stacked = images[0] if len(images) == 1 else torch.stack(images, dim=1)
     return SliceStack(

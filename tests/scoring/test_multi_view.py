@@ -128,3 +128,19 @@ def test_the_preview_refuses_a_multi_view_scorer(tiny_models, tiny_volume):
     stack = to_slices(tiny_volume, ckpt.preprocessing)
     with pytest.raises(ParameterError, match=r"fpi views=orthogonal: .*press Score volume"):
         score_model_slice(stack, ckpt, [("fpi", {"views": "orthogonal"})], 5, device="cpu")
+
+
+def test_view_slices_equal_one_to_slices_call_per_axis(tiny_volume):
+    from anomaly_maps.preprocessing import to_view_slices
+
+    spec = PreprocessingSpec(size=16)
+    axes = ("sagittal", "axial", "coronal")
+    stacks = to_view_slices(tiny_volume, spec, axes)
+    assert list(stacks) == list(axes)
+    for axis, stack in stacks.items():
+        alone = to_slices(tiny_volume, replace(spec, axis=axis))
+        np.testing.assert_array_equal(stack.images, alone.images)
+        np.testing.assert_array_equal(stack.mask, alone.mask)
+        got, want = stack.geometry, alone.geometry
+        assert (got.axis, got.plane_shape, got.pad) == (want.axis, want.plane_shape, want.pad)
+        np.testing.assert_array_equal(got.ornt, want.ornt)

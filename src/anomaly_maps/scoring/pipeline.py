@@ -25,6 +25,7 @@ from ..preprocessing import (
     check_scan_fits,
     slices_to_volume,
     to_slices,
+    to_view_slices,
 )
 from ..records import trained_modality
 from ._ops import through_plane_blur
@@ -106,7 +107,11 @@ class PreparedVolume:
 def prepare_volume(volume: Volume, preprocessing: PreprocessingSpec) -> PreparedVolume:
     """Slice, normalise and resize ``volume`` as ``preprocessing`` says, and pick the
     slices with foreground: all of :func:`score_volume`'s work before the models."""
-    stack = to_slices(volume, preprocessing)
+    return _prepared(to_slices(volume, preprocessing), preprocessing)
+
+
+def _prepared(stack: SliceStack, preprocessing: PreprocessingSpec) -> PreparedVolume:
+    """``stack`` with its slices that have foreground, ready to score."""
     scored = np.flatnonzero(stack.mask.any(axis=(1, 2)))
     return PreparedVolume(stack, Slices.from_stack(stack, scored), preprocessing)
 
@@ -235,9 +240,11 @@ def score_volume(
     if prepared is None:
         prepared = prepare_volume(volume, spec)
     views = {spec.axis: prepared}  # the model's own axis first: its slice scores are kept
-    for axis in dict.fromkeys(a for _, p in infos for a in view_axes(p, spec.axis)):
-        if axis not in views:
-            views[axis] = prepare_volume(volume, replace(spec, axis=axis))
+    asked = dict.fromkeys(a for _, p in infos for a in view_axes(p, spec.axis))
+    others = [a for a in asked if a != spec.axis]
+    if others:  # one foreground and normalisation for all of them
+        for axis, stack in to_view_slices(volume, spec, others).items():
+            views[axis] = _prepared(stack, replace(spec, axis=axis))
     primary, view_maps = _run_views(
         inferer, checkpoint.models, views, infos, reference=reference, progress=progress
     )

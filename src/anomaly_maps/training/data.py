@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import AnomalyMapsError
 from ..io import load_volume
-from ..preprocessing import PreprocessingSpec, foreground_mask, to_slices
+from ..preprocessing import PreprocessingSpec, foreground_mask, to_view_slices
 from ..standardization import scan_landmarks, standard_scale
 
 __all__ = ["SliceData", "code_data", "fit_standard_scale", "load_slices", "split_train_val"]
@@ -98,8 +98,7 @@ def load_slices(
                 f"{path}: has {scan.channels} channel(s) but {first[1]} has {first[0]}: "
                 "expected training inputs with one number of channels"
             )
-        for axis in (spec.axis, *extra_axes):
-            stack = to_slices(scan, replace(spec, axis=axis))
+        for stack in to_view_slices(scan, spec, (spec.axis, *extra_axes)).values():
             keep = stack.mask.mean(axis=(1, 2)) >= min_foreground
             kept = torch.from_numpy(stack.images[keep])
             images.append(kept if kept.ndim == 4 else kept[:, None])
