@@ -7,7 +7,11 @@
 # What is timed: each whole process, from `python` starting to its map written (imports,
 # model construction, reading, scoring every slice, writing). Both models are untrained
 # (fresh weights): speed does not depend on training, and nothing is trained here.
-# Three alternating runs of each; the medians and their ratio are printed.
+# Three alternating runs of each; the medians and their ratios are printed. anomaly-maps
+# runs twice: in float32 (the default on the CPU) and with `--precision bf16`, which
+# CPUs with AVX512-BF16 or AMX run natively (cevae_combined's maps then lie within
+# 0.3-0.6 % of float32 at their 99th percentile, 2.5-6.4 % at most:
+# scripts/bf16_tolerance.py).
 #
 # The example scores all 256 slices of the volume with SmoothGrad's 2 noisy copies per
 # batch of 16; anomaly-maps scores the slices with foreground only (its preprocessing
@@ -81,6 +85,10 @@ runs = {
         [sys.executable, "-m", "anomaly_maps.cli", "score", volume, "--checkpoint",
          f"{tmp}/mood2020.safetensors", "--scorer", "cevae_combined", "--device", "cpu",
          "--out", f"{tmp}/ours{i}"], os.environ),
+    "anomaly-maps ... --precision bf16": lambda i: (
+        [sys.executable, "-m", "anomaly_maps.cli", "score", volume, "--checkpoint",
+         f"{tmp}/mood2020.safetensors", "--scorer", "cevae_combined", "--device", "cpu",
+         "--precision", "bf16", "--out", f"{tmp}/bf16_{i}"], os.environ),
     "MOOD example ce_vae combi": lambda i: (
         [sys.executable, example, "-r", "predict", "-m", "pixel", "--score-mode", "combi",
          "-d", f"{tmp}/data", "-t", f"{tmp}/test", "-p", f"{tmp}/theirs{i}"], env),
@@ -104,6 +112,7 @@ print(f"one 256^3 volume, whole process, untrained same-size ceVAE, CPU "
 for name, values in seconds.items():
     runs_s = " ".join(f"{v:.1f}" for v in values)
     print(f"{name:30} median {statistics.median(values):6.1f} s   (runs: {runs_s})")
-ours, theirs = (statistics.median(v) for v in seconds.values())
-print(f"ratio (example / anomaly-maps): {theirs / ours:.2f}x")
+ours, ours_bf16, theirs = (statistics.median(v) for v in seconds.values())
+print(f"ratio (example / anomaly-maps): {theirs / ours:.2f}x float32, "
+      f"{theirs / ours_bf16:.2f}x bf16 autocast")
 PY

@@ -76,6 +76,23 @@ def test_bench_score_many_times_each_run_rounds_times(monkeypatch):
     assert row.rounds == 3 and row.sequential_seconds > 0 and row.overlapped_seconds > 0
 
 
+def test_bench_score_many_runs_both_loops_at_the_asked_precision(monkeypatch):
+    import anomaly_maps.batch_scoring as batch_scoring
+    import anomaly_maps.scoring as scoring
+
+    asked, real = [], scoring.score_volume
+
+    def spy(*args, precision="float32", **kwargs):
+        asked.append(precision)
+        return real(*args, precision=precision, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_volume", spy)
+    monkeypatch.setattr(batch_scoring, "score_volume", spy)
+    bench_score_many(("rec", {}), device="cpu", n_scans=1, side=8, workers=0, rounds=1,
+                     precision="bf16")  # fmt: skip
+    assert asked[1:] == ["bf16", "bf16"]  # after the float32 warm-up: both loops
+
+
 def test_bench_head_extracts_and_registers_a_head(capsys, monkeypatch):
     from head_scans import small_brain
 

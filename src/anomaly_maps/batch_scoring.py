@@ -44,7 +44,7 @@ from .io import load_volume, source_files
 from .model_space import Placement, checkpoint_space, write_model_space_map
 from .outputs import WORKLIST, ScoreFiles, write_findings, write_score
 from .preprocessing import check_scan_fits
-from .scoring import score_volume
+from .scoring import get_scorer, score_volume
 from .scoring.inferer import resolve_precision
 from .scoring.pipeline import PreparedVolume, model_in_channels, prepare_volume
 from .scoring.postprocess import normalize_result
@@ -114,10 +114,13 @@ class ScoringJob:
     precision: str = "float32"
 
     def __post_init__(self) -> None:
-        """Resolve ``precision`` for the checkpoint's device (refusing ``bf16`` where it
-        cannot run) before any scan is read; the job keeps what will run."""
+        """Resolve ``precision`` for the checkpoint's device and scorers (refusing
+        ``bf16`` where it cannot run) before any scan is read; the job keeps what will
+        run."""
         device = next(self.checkpoint.model.parameters()).device
-        object.__setattr__(self, "precision", resolve_precision(self.precision, device))
+        bf16_auto = all(get_scorer(name).bf16_auto for name, _ in self.scorers)
+        precision = resolve_precision(self.precision, device, bf16_auto=bf16_auto)
+        object.__setattr__(self, "precision", precision)
 
     def settings(self) -> dict[str, Any]:
         """Everything that changes a scan's outputs, for its completion record."""

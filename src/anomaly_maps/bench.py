@@ -260,11 +260,12 @@ def bench_score_many(
     batch_size: int = 32,
     workers: int = 2,
     rounds: int = 3,
+    precision: str = "float32",
 ) -> ScoreManyBench:
     """Time scoring ``n_scans`` ``side``^3 scans from files to written outputs: read,
     score and write in turn (the loop ``score`` ran before :mod:`.batch_scoring`), then
     with reading and preprocessing in ``workers`` processes and writing in a thread;
-    ``rounds`` times each, alternating."""
+    ``rounds`` times each, alternating, both at ``precision``."""
     from .batch_scoring import ScoringJob, score_scans
     from .outputs import score_outputs, write_score
     from .scoring import get_scorer, score_volume
@@ -287,10 +288,13 @@ def bench_score_many(
             if run == "sequential":
                 for scan, files in planned.items():
                     volume = load_volume(scan)
-                    (result,) = score_volume(volume, checkpoint, [scorer], batch_size=batch_size)
+                    (result,) = score_volume(
+                        volume, checkpoint, [scorer], batch_size=batch_size, precision=precision
+                    )
                     write_score(volume, result, files[name])
             else:
-                job = ScoringJob(checkpoint, path, [scorer], batch_size=batch_size)
+                job = ScoringJob(checkpoint, path, [scorer], batch_size=batch_size,
+                                 precision=precision)  # fmt: skip
                 score_scans(job, planned, out, workers=workers)
             _synchronize(target)
             seconds[run].append(time.perf_counter() - start)

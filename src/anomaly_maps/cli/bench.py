@@ -28,6 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=integer(0, 64), default=2, help="score-many: readers")
     p.add_argument("--rounds", type=integer(1, 100), default=3,
                    help="score-many: alternating timed runs of each (medians)")  # fmt: skip
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32",
+                   help="score-many: inference precision of both loops (see score)")  # fmt: skip
     p.add_argument("--steps", type=integer(1), default=5, help="train: timed steps")
     p.add_argument("--no-amp", action="store_true")
     p.set_defaults(run=run)
@@ -57,12 +59,12 @@ def _bench_score_many(args: argparse.Namespace, device, torch_version: str) -> N
     (scorer,) = scorer_params([args.scorers or "rec"], args.param)
     side = 64 if args.side == 256 else args.side  # small scans unless --side is given
     print(f"scoring {args.scans} scans of {side}^3 with {scorer[0]} on {device} (torch "
-          f"{torch_version}), files to outputs, batches of {args.batch_size} slices, "
-          f"median of {args.rounds} alternating runs")  # fmt: skip
+          f"{torch_version}, {args.precision}), files to outputs, batches of "
+          f"{args.batch_size} slices, median of {args.rounds} alternating runs")  # fmt: skip
     load = os.getloadavg()[0]
     row = bench_score_many(scorer, device=device, n_scans=args.scans, side=side,
                            batch_size=args.batch_size, workers=args.workers,
-                           rounds=args.rounds)  # fmt: skip
+                           rounds=args.rounds, precision=args.precision)  # fmt: skip
     print(f"one after the other:        {row.sequential_per_minute:8.1f} scans/min")
     print(f"{args.workers} reader(s) + writer thread: {row.overlapped_per_minute:8.1f} "
           f"scans/min  ({row.ratio:.2f}x)")  # fmt: skip

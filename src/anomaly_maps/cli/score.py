@@ -57,8 +57,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_overwrite(p)
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="auto: bfloat16 autocast on CUDA devices that support it, float32 "
-                   "elsewhere; bf16 on a device without it is refused")  # fmt: skip
+                   help="auto: bfloat16 autocast on CUDA devices that support it for "
+                   "scorers whose maps stay within its tolerance, float32 elsewhere; "
+                   "bf16: autocast for any scorer (on CPUs with AVX512-BF16 or AMX too); "
+                   "bf16 on a device without it is refused")  # fmt: skip
     _add_many_scans_options(p)
     add_volume_index(p)
     add_series(p)

@@ -195,6 +195,11 @@ class ScorerInfo:
         would loop) with the same signature and the same random draws, registered with
         :func:`register_reference`; tests check ``fn`` against it and ``anomaly-maps
         bench score`` times both.
+    bf16_auto
+        Whether ``precision="auto"`` may run it under bfloat16 autocast: False where
+        its maps were measured outside :data:`~.inferer.BF16_TOLERANCE` of float32
+        (``scripts/bf16_tolerance.py``), so that ``auto`` keeps float32 for it and only
+        an explicit ``bf16`` trades that accuracy for speed.
     """
 
     name: str
@@ -204,6 +209,7 @@ class ScorerInfo:
     params: tuple[ParamSpec, ...]
     fn: ScorerFn = field(repr=False)
     reference: ScorerFn | None = field(default=None, repr=False)
+    bf16_auto: bool = True
 
     def fits(self, kinds: Sequence[str]) -> bool:
         """True when a checkpoint holding ``kinds`` can run this scorer."""
@@ -254,8 +260,10 @@ def register_scorer(
     seed: str,
     model_kinds: Sequence[str],
     params: Sequence[ParamSpec] = (),
+    bf16_auto: bool = True,
 ) -> Callable[[ScorerFn], ScorerFn]:
-    """Decorator registering a batched scorer function under ``name``."""
+    """Decorator registering a batched scorer function under ``name`` (``bf16_auto``:
+    see :class:`ScorerInfo`)."""
 
     def decorate(fn: ScorerFn) -> ScorerFn:
         if name in _SCORERS:
@@ -264,7 +272,13 @@ def register_scorer(
             p.check(p.default, name)  # a bad default is a programming error
         wrapped = _without_pipeline_params(fn) if _takes_pipeline_params(params) else fn
         _SCORERS[name] = ScorerInfo(
-            name, description, seed, tuple(model_kinds), tuple(params), wrapped
+            name,
+            description,
+            seed,
+            tuple(model_kinds),
+            tuple(params),
+            wrapped,
+            bf16_auto=bf16_auto,
         )
         return fn
 

@@ -102,6 +102,7 @@ def restoration_steps(
     description="DISYRE: accumulated |x_k - restored| over a multi-step restoration",
     seed=_SEED,
     model_kinds=_KINDS,
+    bf16_auto=False,  # measured outside BF16_TOLERANCE: scripts/bf16_tolerance.py
     params=[
         ParamSpec("n_steps", int, 5, (1, 100), "restoration steps (reference: 5 of 100)"),
         ParamSpec(
@@ -189,6 +190,7 @@ def disyre_reference(
     description="FPI: the predicted foreign-patch interpolation factor per pixel",
     seed="FPI, Tan et al. MOOD 2020 / MELBA 2022, Method; DISYRE corruptions",
     model_kinds=_KINDS,
+    bf16_auto=False,  # measured outside BF16_TOLERANCE: scripts/bf16_tolerance.py
     params=[THROUGH_PLANE, VIEWS],
 )
 def fpi(

@@ -223,6 +223,7 @@ elbo_grad = _register_gradient_scorer(
     description="ceVAE: reconstruction error x normalised, smoothed |d KL / d x|",
     seed="003, eq. 8",
     model_kinds=("vae", "cevae"),
+    bf16_auto=False,  # measured outside BF16_TOLERANCE: scripts/bf16_tolerance.py
     params=[
         ParamSpec(
             "norm",

@@ -30,7 +30,7 @@ from ..preprocessing import (
 from ..records import trained_modality
 from ._ops import through_plane_blur
 from ._registry import THROUGH_PLANE, VIEWS, resolve_scorers
-from .inferer import SliceInferer, Slices
+from .inferer import SliceInferer, Slices, resolve_precision
 
 __all__ = [
     "VOLUME_SCORES",
@@ -200,8 +200,9 @@ def score_volume(
         How each volume score is made, one of :data:`VOLUME_SCORES`.
     precision
         ``float32``/``fp32`` (default, exact), ``bf16`` (bfloat16 autocast; refused on a device
-        without it) or ``auto`` (bf16 on CUDA devices that have it, else fp32); see
-        :func:`~.inferer.resolve_precision`. Recorded in each result.
+        without it) or ``auto`` (bf16 on CUDA devices that have it when every scorer
+        allows it, else fp32); see :func:`~.inferer.resolve_precision`. Recorded in
+        each result.
     prepared
         ``prepare_volume(volume, checkpoint.preprocessing)``, when made beforehand
         (e.g. in a reader process): the same results, without preprocessing here.
@@ -227,14 +228,16 @@ def score_volume(
         raise ParameterError(
             "views=orthogonal: a 2D image has one plane; expected views=single for it"
         )
+    target = next(checkpoint.model.parameters()).device
+    if device is not None:
+        target = resolve_device(device)
+    bf16_auto = all(info.bf16_auto for info, _ in infos)
     inferer = SliceInferer(
-        resolve_device(device)
-        if device is not None
-        else next(checkpoint.model.parameters()).device,
+        target,
         batch_size=batch_size,
         seed=seed,
         should_stop=should_stop,
-        precision=precision,
+        precision=resolve_precision(precision, target, bf16_auto=bf16_auto),
     )
 
     if prepared is None:

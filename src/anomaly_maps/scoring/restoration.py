@@ -96,6 +96,7 @@ def restore(
     description="Restore the slice by gradient ascent on ELBO - TV deviation; map |x - restored|",
     seed="001, Methods: Restoration (Chen et al.)",
     model_kinds=_KINDS,
+    bf16_auto=False,  # measured outside BF16_TOLERANCE: scripts/bf16_tolerance.py
     params=[
         ParamSpec("n_steps", int, 10, (0, 5000), "gradient steps on the image"),
         ParamSpec("lr", float, 0.1, (0.0, None), "step size, times s^2 (Gaussian) or s (Laplace)"),
