@@ -26,7 +26,7 @@ from ..preprocessing import _CANONICAL_AXIS, Axis, SliceGeometry, SliceStack, sl
 from ..scoring import SliceInferer, Slices, resolve_scorers
 from ..scoring._ops import through_plane_radius
 from ..scoring._registry import THROUGH_PLANE
-from ..scoring.pipeline import stacked_maps, view_axes
+from ..scoring.pipeline import is_multi_view, stacked_maps
 
 __all__ = ["ModelSlicing", "SlicePreview", "score_model_slice"]
 
@@ -137,8 +137,7 @@ def score_model_slice(
     index = slicing.model_index(file_index)
     inferer = SliceInferer(resolve_device(device), batch_size=1, seed=seed)
     infos = resolve_scorers(scorers, checkpoint.kinds)
-    axis = checkpoint.preprocessing.axis
-    multi_view = [info.name for info, p in infos if len(view_axes(p, axis)) > 1]
+    multi_view = [info.name for info, p in infos if is_multi_view(p)]
     if multi_view:
         raise ParameterError(
             f"{multi_view[0]} views=orthogonal: its map combines slices along all three "

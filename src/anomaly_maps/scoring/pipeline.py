@@ -38,6 +38,7 @@ __all__ = [
     "VolumeScore",
     "check_model_takes",
     "combine_views",
+    "is_multi_view",
     "model_in_channels",
     "prepare_volume",
     "score_volume",
@@ -224,7 +225,7 @@ def score_volume(
         )
     infos = resolve_scorers(scorers, checkpoint.kinds, reference=reference)
     spec = checkpoint.preprocessing
-    if spec.images and any(len(view_axes(p, spec.axis)) > 1 for _, p in infos):
+    if spec.images and any(is_multi_view(p) for _, p in infos):
         raise ParameterError(
             "views=orthogonal: a 2D image has one plane; expected views=single for it"
         )
@@ -324,9 +325,14 @@ def _run_views(
     return primary, view_maps
 
 
+def is_multi_view(params: dict[str, Any]) -> bool:
+    """Whether a scorer's ``views`` parameter asks for more than the model's own axis."""
+    return params.get(VIEWS.name, "single") == "orthogonal"
+
+
 def view_axes(params: dict[str, Any], axis: str) -> tuple[str, ...]:
     """The slicing axes a scorer's ``views`` parameter asks for, the model's ``axis`` first."""
-    if params.get(VIEWS.name, "single") == "orthogonal":
+    if is_multi_view(params):
         return (axis, *(a for a in get_args(Axis) if a != axis))
     return (axis,)
 
