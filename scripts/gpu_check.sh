@@ -3,7 +3,8 @@
 #   1. the tests marked `cuda` (skipped elsewhere),
 #   2. `anomaly-maps bench train --device cuda`,
 #   3. `anomaly-maps bench score --device cuda --side 256`,
-#   4. bf16 autocast against float32 on the sample VAE (scripts/bf16_tolerance.py), and
+#   4. bf16 autocast against float32 on every bundled model and scorer
+#      (scripts/bf16_tolerance.py: whether the scorers' bf16_auto flags hold on CUDA), and
 #      `anomaly-maps bench score-many --device cuda` (readers preprocess, pinned memory),
 #   5. with two GPUs or more: sharded scoring of 8 scans over 2 torchrun ranks, its
 #      outputs compared byte for byte with one process.
