@@ -22,12 +22,9 @@ W=${1:?usage: scripts/seed000_ranking.sh WORKDIR [EPOCHS]}
 EPOCHS=${2:-40}
 B=$W/bench
 mkdir -p "$W"
-timed() { local name=$1; shift; local t0; t0=$(date +%s); "$@"; echo "$name $(( $(date +%s) - t0 )) s" | tee -a "$W/times.txt"; }
-
-if [ ! -d "$B/train" ]; then
-    timed benchmark anomaly-maps make-benchmark --out "$B" --n-train 40 --n-val 10 \
-        --n-test 30 --seed 0 --shape 128
-fi
+# shellcheck source=scripts/_benchmark30.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_benchmark30.sh"
+ensure_benchmark "$B"
 TRAIN=(--data "$B/train/*.nii.gz" --epochs "$EPOCHS" --batch-size 32 --lr 1e-3
        --lr-schedule cosine --patience 8 --val-fraction 0.1 --min-foreground 0.01
        --seed 0 --device cpu --overwrite)

@@ -48,12 +48,9 @@ START=--overwrite
 [ -z "${RESUME:-}" ] || START=--resume
 B=$W/bench
 mkdir -p "$W"
-timed() { local name=$1; shift; local t0; t0=$(date +%s); "$@"; echo "$name $(( $(date +%s) - t0 )) s" | tee -a "$W/times.txt"; }
-
-if [ ! -d "$B/train" ]; then
-    timed benchmark anomaly-maps make-benchmark --out "$B" --n-train 40 --n-val 10 \
-        --n-test 30 --seed 0 --shape 128
-fi
+# shellcheck source=scripts/_benchmark30.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_benchmark30.sh"
+ensure_benchmark "$B"
 
 # Model: preset cpu64 with each hyper-parameter restated (see RestorationConfig).
 timed train-restoration anomaly-maps train --model restoration --preset cpu64 \
