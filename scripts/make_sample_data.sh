@@ -23,8 +23,9 @@ anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$BENCH" \
   --scorer rec --param rec:sigma=2 --scorer cevae_combined
 # The restoration model (issue 15): its own recipe and benchmark (40/10/30 volumes, about
 # 20 minutes of training on a quiet 2-core CPU), calibrated for fpi on that benchmark:
-# first on its own (axial) view, then with views=orthogonal, the calibration the demo
-# takes (the newest; its test results go to the model card).
+# first on its own (axial) view, then with views=orthogonal, then with views=orthogonal
+# and through=2, the calibration the demo takes (the newest; its test results go to the
+# model card).
 bash scripts/train_restoration.sh "$WORK/restoration" 30
 anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$WORK/restoration/bench" \
   --model restoration="$WORK/restoration/restoration64.safetensors" --scorer fpi
@@ -32,4 +33,8 @@ cp "$OUT/restoration.safetensors" "$WORK/restoration/restoration64.single.safete
 anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$WORK/restoration/bench" \
   --model restoration="$WORK/restoration/restoration64.single.safetensors" --scorer fpi \
   --param fpi:views=orthogonal
+cp "$OUT/restoration.safetensors" "$WORK/restoration/restoration64.two.safetensors"
+anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$WORK/restoration/bench" \
+  --model restoration="$WORK/restoration/restoration64.two.safetensors" --scorer fpi \
+  --param fpi:views=orthogonal --param fpi:through=2
 du -sh "$OUT"
