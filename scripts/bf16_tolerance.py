@@ -34,7 +34,7 @@ def main(models: list[str], scorers: list[str], device: str) -> None:
           "   (|bf16 - fp32| / max |fp32|)")  # fmt: skip
     for model in models:
         checkpoint = load_checkpoint(sample_path(model), device=device)
-        names = scorers or [s for s in list_scorers() if get_scorer(s).fits(checkpoint.kinds)]
+        names = [s for s in scorers or list_scorers() if get_scorer(s).fits(checkpoint.kinds)]
         for name in names:
             runs, seconds = {}, {}
             for p in ("fp32", "bf16"):
@@ -65,6 +65,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", action="append", choices=MODELS, help="default: all")
-    parser.add_argument("scorers", nargs="*", help="default: all that fit each model")
+    parser.add_argument("scorers", nargs="*", help="default: all; each on the models it fits")
     args = parser.parse_args()
     main(args.model or list(MODELS), args.scorers, args.device)
