@@ -241,14 +241,13 @@ def score_volume(
         precision=resolve_precision(precision, target, bf16_auto=bf16_auto),
     )
 
-    if prepared is None:
-        prepared = prepare_volume(volume, spec)
-    views = {spec.axis: prepared}  # the model's own axis first: its slice scores are kept
-    asked = dict.fromkeys(a for _, p in infos for a in view_axes(p, spec.axis))
-    others = [a for a in asked if a != spec.axis]
-    if others:  # one foreground and normalisation for all of them
-        for axis, stack in to_view_slices(volume, spec, others).items():
-            views[axis] = _prepared(stack, replace(spec, axis=axis))
+    # the model's own axis first (its slice scores are kept), then any other views; one
+    # foreground and normalisation for every axis not prepared beforehand
+    axes = list(dict.fromkeys(a for _, p in infos for a in view_axes(p, spec.axis)))
+    to_cut = axes if prepared is None else axes[1:]
+    stacks = to_view_slices(volume, spec, to_cut) if to_cut else {}
+    views = {spec.axis: prepared} if prepared is not None else {}
+    views.update({a: _prepared(stacks[a], replace(spec, axis=a)) for a in to_cut})
     primary, view_maps = _run_views(
         inferer, checkpoint.models, views, infos, reference=reference, progress=progress
     )
