@@ -15,7 +15,8 @@
 #       [WIDTHS ([16,32,64,128])] [SIZE (64)] [CORRUPTION (dag)] \
 #       [NORMALIZATION (percentile; or nyul, zscore)] [MIN_FOREGROUND (0.01)] \
 #       [AUGMENT (the defaults of anomaly_maps.augment.AugmentSpec; e.g. "sharpen=0.5")] \
-#       [AXES (axial; "axial coronal sagittal": multi-view, trains on all three)]
+#       [AXES (axial; "axial coronal sagittal": multi-view, trains on all three)] \
+#       [LOCAL (noise,blur,warp: the local changes of CORRUPTION=mix)]
 #   WORKDIR/bench      the benchmark; made as scripts/results.sh makes it when absent
 #   WORKDIR/restoration<SIZE>.safetensors (+ .metrics.csv, .resume.safetensors)
 #   WORKDIR/eval_restoration/        `anomaly-maps evaluate` of disyre and fpi
@@ -33,7 +34,7 @@
 # the training loop's augmentation (anomaly_maps.augment: affine, elastic, bias field,
 # gamma, noise), which --no-augment would switch off (it is on here).
 set -euo pipefail
-W=${1:?usage: scripts/train_restoration.sh WORKDIR [EPOCHS] [WIDTHS] [SIZE] [CORRUPTION] [NORMALIZATION] [MIN_FOREGROUND] [AUGMENT] [AXES]}
+W=${1:?usage: scripts/train_restoration.sh WORKDIR [EPOCHS] [WIDTHS] [SIZE] [CORRUPTION] [NORMALIZATION] [MIN_FOREGROUND] [AUGMENT] [AXES] [LOCAL]}
 EPOCHS=${2:-30}
 WIDTHS=${3:-[16,32,64,128]}
 SIZE=${4:-64}
@@ -42,6 +43,7 @@ NORMALIZATION=${6:-percentile}
 MIN_FOREGROUND=${7:-0.01}
 read -r -a AUGMENT <<< "${8:-}"  # KEY=VALUE strengths, split on spaces
 read -r -a AXES <<< "${9:-axial}"
+LOCAL=${10:-noise,blur,warp}
 CKPT=$W/restoration$SIZE.safetensors
 # RESUME=1 continues an interrupted run from its last finished epoch
 START=--overwrite
@@ -55,6 +57,7 @@ ensure_benchmark "$B"
 # Model: preset cpu64 with each hyper-parameter restated (see RestorationConfig).
 timed train-restoration anomaly-maps train --model restoration --preset cpu64 \
     --set "size=$SIZE" in_channels=1 "widths=$WIDTHS" "corruption=$CORRUPTION" \
+          "local_changes=[\"${LOCAL//,/\",\"}\"]" \
           'shape_radius=[0.06,0.3]' 'level_range=[0.0,1.0]' thick_prob=0.3 \
           p_unconditional=0.3 alpha_weight=0.1 \
     --data "$B/train/*.nii.gz" --out "$CKPT" \

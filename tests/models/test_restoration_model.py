@@ -307,3 +307,23 @@ def test_dag_stays_in_the_intensity_range_of_flat_patches():
         sample = corrupt(x, torch.Generator().manual_seed(seed), mode="dag")
         assert float(sample.corrupted.min()) >= float(x.min()) - 1e-6
         assert float(sample.corrupted.max()) <= float(x.max()) + 1e-6
+
+
+def test_mix_draws_only_the_named_local_changes():
+    x = striped_heads(400, torch.Generator().manual_seed(5))
+    shape = shape_masks(400, SIDE, torch.Generator().manual_seed(6)) * (x > 0)
+    level = torch.full((400,), 0.8)
+    g = torch.Generator().manual_seed(7)
+    changes, kind = _local_changes(x, shape, level, x > 0, g, ("noise",))
+    assert changes.shape[0] == 1
+    share = torch.bincount(kind, minlength=2).float() / 400
+    torch.testing.assert_close(share, torch.tensor([0.5, 0.5]), atol=0.06, rtol=0)
+    texture = (changes[0] - x)[shape > 0.5]
+    assert abs(float(texture.mean())) < 0.1 * float(texture.std())
+
+
+def test_local_changes_are_checked():
+    with pytest.raises(ParameterError, match="local_changes"):
+        RestorationConfig(local_changes=("noise", "noise"))
+    with pytest.raises(ValueError, match="local changes"):
+        corrupt(torch.rand(2, 1, 16, 16), None, mode="mix", local=("swirl",))

@@ -49,7 +49,14 @@ import torch.nn.functional as F
 
 from .draws import Generators, integers, normal, uniform
 
-__all__ = ["Corruption", "corrupt", "foreign_patches", "shape_masks", "thick_slices"]
+__all__ = [
+    "LOCAL_CHANGES",
+    "Corruption",
+    "corrupt",
+    "foreign_patches",
+    "shape_masks",
+    "thick_slices",
+]
 
 MODES = ("fpi", "dag", "mix")
 
@@ -222,30 +229,38 @@ def _warped(x: torch.Tensor, shape: torch.Tensor, level: torch.Tensor, generator
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
+LOCAL_CHANGES = ("noise", "blur", "warp")
+
+
 def _local_changes(
     clean: torch.Tensor,
     shape: torch.Tensor,
     level: torch.Tensor,
     foreground: torch.Tensor,
     generator: Generators,
+    kinds: tuple[str, ...] = LOCAL_CHANGES,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noise, blur and warp corruptions of ``clean`` under ``shape`` at ``level``, each
-    ``(B, C, H, W)``, in a ``(3, B, C, H, W)`` stack; and the slices' choice among
-    them or the foreign patch (``(B,)`` in 0..3, 0 the patch, half of the slices)."""
+    """The ``kinds`` of local change (of :data:`LOCAL_CHANGES`: noise, blur, warp) of
+    ``clean`` under ``shape`` at ``level``, each ``(B, C, H, W)``, in a
+    ``(len(kinds), B, C, H, W)`` stack; and the slices' choice among them or the foreign
+    patch (``(B,)`` in ``0..len(kinds)``, 0 the patch, half of the slices)."""
     batch = clean.shape[0]
     u = uniform((batch, 2), generator, device=clean.device, dtype=clean.dtype)
     a = level[:, None, None, None] * shape
-    lo, hi = _masked_range(clean, foreground)
-    sigma = (0.1 + 0.3 * u[:, 1])[:, None, None, None] * (hi - lo)
-    noise = normal(clean.shape, generator, device=clean.device, dtype=clean.dtype)
-    noisy = (clean + a * sigma * noise).clamp(lo, hi)
-    blurred = (1 - a) * clean + a * _blurred(clean)
-    warped = _warped(clean, shape, level, generator)
-    changes = torch.where(a > 0, torch.stack([noisy, blurred, warped]), clean)
-    kind = torch.bucketize(
-        u[:, 0].contiguous(), torch.tensor([0.5, 2 / 3, 5 / 6], device=clean.device)
-    )
-    return changes, kind
+    changes = []
+    if "noise" in kinds:
+        lo, hi = _masked_range(clean, foreground)
+        sigma = (0.1 + 0.3 * u[:, 1])[:, None, None, None] * (hi - lo)
+        noise = normal(clean.shape, generator, device=clean.device, dtype=clean.dtype)
+        changes.append((clean + a * sigma * noise).clamp(lo, hi))
+    if "blur" in kinds:
+        changes.append((1 - a) * clean + a * _blurred(clean))
+    if "warp" in kinds:
+        changes.append(_warped(clean, shape, level, generator))
+    changes = torch.where(a > 0, torch.stack(changes), clean)
+    n = len(kinds)
+    bounds = torch.tensor([0.5 + 0.5 * k / n for k in range(n)], device=clean.device)
+    return changes, torch.bucketize(u[:, 0].contiguous(), bounds)
 
 
 def corrupt(
@@ -256,6 +271,7 @@ def corrupt(
     radius: tuple[float, float] = (0.08, 0.3),
     level_range: tuple[float, float] = (0.0, 1.0),
     thick_prob: float = 0.0,
+    local: tuple[str, ...] = LOCAL_CHANGES,
 ) -> Corruption:
     """Corrupt healthy slices ``(B, C, H, W)`` as DISYRE's forward process does.
 
@@ -279,12 +295,15 @@ def corrupt(
     shape at the same level (:func:`_local_changes`): added noise
     (``x_0 + alpha m sigma n``, ``sigma`` 10-40 % of the foreground range), lost detail
     (``(1 - alpha m) x_0 + alpha m blur(x_0)``) or a local warp (displacement up to
-    ``alpha`` x 6 % of the slice). The papers' foreign patches carry another place's
+    ``alpha`` x 6 % of the slice); ``local`` names the kinds drawn from, in equal shares
+    (all three by default). The papers' foreign patches carry another place's
     tissue, never a change of the local texture or a displacement, which real lesions
     also show (mass effect, oedema, atrophy); the per-pixel target stays ``alpha m``.
     """
     if mode not in MODES:
         raise ValueError(f"corruption mode {mode!r}: expected 'fpi', 'dag' or 'mix'")
+    if not local or any(k not in LOCAL_CHANGES for k in local) or len(set(local)) < len(local):
+        raise ValueError(f"local changes {local!r}: expected distinct names of {LOCAL_CHANGES}")
     batch, _, size, _ = x.shape
     clean = thick_slices(x, generator, prob=thick_prob) if thick_prob > 0 else x
     foreground = clean > clean.flatten(1).amin(1)[:, None, None, None]
@@ -309,7 +328,7 @@ def corrupt(
     if mode == "fpi":
         return Corruption(corrupted, clean, level, alpha_map)
     if mode == "mix":  # drawn before the bias, so "dag" keeps its random stream
-        changes, kind = _local_changes(clean, shape, level, foreground, generator)
+        changes, kind = _local_changes(clean, shape, level, foreground, generator, local)
     corrupted, bias_map = _tissue_bias(corrupted, shape, foreground, generator)
     bias_alpha = torch.maximum(alpha_map, bias_map.amax(1, keepdim=True))
     bias_level = torch.maximum(level, bias_map.flatten(1).amax(1))

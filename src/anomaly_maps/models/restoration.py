@@ -54,7 +54,7 @@ from torch import nn
 from .._config import is_int, is_real
 from ._base import LossOutput, ModelConfig, register_model
 from ._conv import check_slices
-from .corruptions import MODES, Corruption, corrupt
+from .corruptions import LOCAL_CHANGES, MODES, Corruption, corrupt
 from .draws import Generators, uniform
 
 __all__ = ["Restoration", "RestorationConfig"]
@@ -79,6 +79,8 @@ class RestorationConfig(ModelConfig):
         Foreign patch interpolation (DISYRE), FPI plus tissue-band bias (DISYRE v2), or
         DISYRE v2's for half of the slices and local noise, blur or warps for the rest
         (:func:`.corrupt`).
+    local_changes : tuple of str
+        The local changes ``"mix"`` draws from (``"noise"``, ``"blur"``, ``"warp"``).
     shape_radius : tuple of float
         ``(min, max)`` mean radius of the corruption shapes, fraction of ``size``.
     level_range : tuple of float
@@ -98,6 +100,7 @@ class RestorationConfig(ModelConfig):
     in_channels: int = 1
     widths: tuple[int, ...] = (16, 32, 64, 128)
     corruption: Mode = "dag"
+    local_changes: tuple[str, ...] = LOCAL_CHANGES
     shape_radius: tuple[float, float] = (0.06, 0.3)
     level_range: tuple[float, float] = (0.0, 1.0)
     thick_prob: float = 0.3
@@ -122,6 +125,15 @@ class RestorationConfig(ModelConfig):
             "in_channels", is_int(self.in_channels) and self.in_channels >= 1, "an int >= 1"
         )
         self._require("corruption", self.corruption in MODES, "'fpi', 'dag' or 'mix'")
+        local = self.local_changes
+        self._require(
+            "local_changes",
+            isinstance(local, tuple)
+            and len(local) > 0
+            and len(set(local)) == len(local)
+            and all(k in LOCAL_CHANGES for k in local),
+            f"a tuple of distinct names of {LOCAL_CHANGES}",
+        )
         self._require(
             "shape_radius",
             _is_range(self.shape_radius, 0, 1) and self.shape_radius[0] > 0,
@@ -274,6 +286,7 @@ class Restoration(nn.Module):
             radius=cfg.shape_radius,
             level_range=cfg.level_range,
             thick_prob=cfg.thick_prob,
+            local=cfg.local_changes,
         )
 
     def corruption_loss(self, sample: Corruption, generator: Generators = None) -> LossOutput:
