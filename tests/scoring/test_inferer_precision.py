@@ -71,7 +71,7 @@ def test_score_volume_records_what_ran(tiny_volume, tiny_checkpoint):
 )  # fmt: skip
 def test_precision_is_resolved_per_device(monkeypatch, precision, device, bf16_cuda, expected):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_cuda)
-    assert resolve_precision(precision, torch.device(device)) == expected
+    assert resolve_precision(precision, torch.device(device), bf16_auto=True) == expected
 
 
 def test_auto_keeps_float32_for_a_scorer_that_leaves_the_tolerance(monkeypatch):
@@ -79,6 +79,14 @@ def test_auto_keeps_float32_for_a_scorer_that_leaves_the_tolerance(monkeypatch):
     cuda_device = torch.device("cuda")
     assert resolve_precision("auto", cuda_device, bf16_auto=False) == "float32"
     assert resolve_precision("bf16", cuda_device, bf16_auto=False) == "bf16"  # asked for
+
+
+def test_a_bare_inferer_keeps_float32_for_auto(monkeypatch):
+    """A ``SliceInferer`` does not know its scorers when built: ``auto`` stays float32
+    (``score_volume`` resolves it with the scorers' flags first)."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert SliceInferer(torch.device("cuda"), precision="auto").precision == "float32"
+    assert SliceInferer(torch.device("cuda"), precision="bf16").precision == "bf16"
 
 
 def test_the_restoration_scorers_leave_the_tolerance_under_bf16():
@@ -108,7 +116,7 @@ def test_a_run_with_a_flagged_scorer_resolves_auto_to_float32(
 
     seen = []
 
-    def spy(precision, device, *, bf16_auto=True):
+    def spy(precision, device, *, bf16_auto):
         seen.append(bf16_auto)
         return "float32"
 
@@ -125,7 +133,7 @@ def test_a_run_with_a_flagged_scorer_resolves_auto_to_float32(
 def test_bf16_where_it_cannot_run_is_refused(monkeypatch, device, bf16_cuda):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_cuda)
     with pytest.raises(ParameterError, match=f"precision 'bf16': {device} does not run"):
-        resolve_precision("bf16", torch.device(device))
+        resolve_precision("bf16", torch.device(device), bf16_auto=True)
 
 
 def test_unknown_precision_is_refused():

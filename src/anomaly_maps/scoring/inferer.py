@@ -166,7 +166,7 @@ def bf16_supported(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
-def resolve_precision(precision: str, device: torch.device, *, bf16_auto: bool = True) -> str:
+def resolve_precision(precision: str, device: torch.device, *, bf16_auto: bool) -> str:
     """The precision ``device`` runs for a requested one (:data:`PRECISION_CHOICES`):
     ``"float32"`` or ``"bf16"``.
 
@@ -217,8 +217,10 @@ class SliceInferer:
         :class:`~anomaly_maps.errors.Cancelled` is raised (a GUI's Cancel button).
     precision
         One of :data:`PRECISION_CHOICES`, resolved for the device
-        (:func:`resolve_precision`) and kept as ``"float32"`` (exact) or ``"bf16"``:
-        the models' passes then run under bfloat16 autocast, maps and scores within
+        (:func:`resolve_precision`) and kept as ``"float32"`` (exact) or ``"bf16"``.
+        The inferer does not know its scorers before it is called, so ``auto`` here
+        keeps float32; callers that know them resolve ``auto`` first
+        (:func:`~.pipeline.score_volume` does). With ``"bf16"`` the models' passes run under bfloat16 autocast, maps and scores within
         :data:`BF16_TOLERANCE` of float32 (:func:`within_bf16_tolerance`).
     """
 
@@ -232,7 +234,8 @@ class SliceInferer:
     def __post_init__(self) -> None:
         if not (is_int(self.batch_size) and self.batch_size >= 1):
             raise ParameterError(f"batch_size={self.batch_size!r}: expected an int >= 1")
-        object.__setattr__(self, "precision", resolve_precision(self.precision, self.device))
+        precision = resolve_precision(self.precision, self.device, bf16_auto=False)
+        object.__setattr__(self, "precision", precision)
         slice_seed(self.seed, 0)  # checks the seed
 
     def __call__(
