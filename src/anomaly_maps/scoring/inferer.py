@@ -220,8 +220,9 @@ class SliceInferer:
         (:func:`resolve_precision`) and kept as ``"float32"`` (exact) or ``"bf16"``.
         The inferer does not know its scorers before it is called, so ``auto`` here
         keeps float32; callers that know them resolve ``auto`` first
-        (:func:`~.pipeline.score_volume` does). With ``"bf16"`` the models' passes run under bfloat16 autocast, maps and scores within
-        :data:`BF16_TOLERANCE` of float32 (:func:`within_bf16_tolerance`).
+        (:func:`~.pipeline.score_volume` does). With ``"bf16"`` the models' passes run
+        under bfloat16 autocast, maps and scores within :data:`BF16_TOLERANCE` of
+        float32 (:func:`within_bf16_tolerance`).
     """
 
     device: torch.device
