@@ -194,6 +194,9 @@ class _Block(nn.Module):
     RestorationConfig,
     presets={
         "cpu64": RestorationConfig(size=64, widths=(16, 32, 64, 128), corruption="dag"),
+        "cpu128": RestorationConfig(
+            size=128, widths=(16, 32, 64, 128, 128), corruption="mix", local_changes=("noise",)
+        ),
         "disyre2024": RestorationConfig(
             size=128, widths=(32, 64, 96, 128, 256), corruption="fpi", thick_prob=0.0
         ),
@@ -207,7 +210,10 @@ class Restoration(nn.Module):
 
     Presets: ``"cpu64"`` (first, so ``bench`` compares it with the 64x64 VAE presets):
     64x64, four stages, DAG and thick-slice simulation, trainable within about an hour
-    on a 2-core CPU (``scripts/train_restoration.sh``); ``"disyre2024"`` (FPI
+    on a 2-core CPU; ``"cpu128"``: 128x128, five stages, DAG for half of the slices and
+    local noise for the rest (``corruption="mix"``, ``local_changes=("noise",)``), which
+    sees texture that 64x64 slices average away (``scripts/train_restoration.sh``, about
+    45 minutes; the bundled model); ``"disyre2024"`` (FPI
     corruptions) and ``"disyre2024_dag"`` (DAG): 128x128 slices as the reference configs
     (``patch_size [128, 128]``) with a five-stage U-Net.
 
