@@ -197,7 +197,8 @@ def run_demo(
     out_dir
         Receives the :func:`demo_outputs` files.
     model
-        Bundled checkpoint: ``"vae"``, ``"cevae"`` or ``"restoration"``.
+        Bundled checkpoint: ``"vae"``, ``"cevae"``, ``"restoration"`` or
+        ``"restoration64"``.
     scorer, params
         The scorer; ``params=None`` takes the parameters the model was calibrated with.
     device, batch_size, seed, progress

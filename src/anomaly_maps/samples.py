@@ -26,8 +26,14 @@ SAMPLES: dict[str, tuple[str, str]] = {
     ),
     "restoration": (
         "restoration.safetensors",
-        "self-supervised restoration model (DISYRE + FPI, 64x64 axial), calibrated, "
-        "with benchmark metrics",
+        "self-supervised restoration model (DISYRE + FPI, 128x128 axial, trained on "
+        "local texture changes too), calibrated, with benchmark metrics",
+    ),
+    "restoration64": (
+        "restoration64.safetensors",
+        "the restoration model bundled before (64x64 axial; on the real subject it finds "
+        "uniform-intensity blobs that the 128x128 one misses), calibrated, with "
+        "benchmark metrics",
     ),
 }
 """Sample key -> (file name in ``anomaly_maps/sample_data``, description)."""
@@ -69,10 +75,10 @@ demo_scan.nii.gz, demo_label.nii.gz: one test case of a benchmark built from
   mni152_t1.nii.gz by `anomaly-maps make-benchmark` (random rotation, zoom, shift and
   elastic deformation, bias field, gamma, noise, one synthetic anomaly) and its voxel
   label (the case is named at the end of this file).
-vae.safetensors, cevae.safetensors, restoration.safetensors: models trained by
-  `anomaly-maps train` on healthy training volumes of benchmarks made from it; each
-  file's header records the training command, data and seed, the calibration and the
-  benchmark's test metrics.
+vae.safetensors, cevae.safetensors, restoration.safetensors, restoration64.safetensors:
+  models trained by `anomaly-maps train` on healthy training volumes of benchmarks
+  made from it; each file's header records the training command, data and seed, the
+  calibration and the benchmark's test metrics.
 """
 """Appended to :data:`MNI152_NOTICE` when the demo files are bundled too."""
 
