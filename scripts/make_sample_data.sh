@@ -22,7 +22,7 @@ anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$BENCH" \
   --demo-case 00013 --model vae="$WORK/vae.safetensors" --model cevae="$WORK/cevae.safetensors" \
   --scorer rec --param rec:sigma=2 --scorer cevae_combined
 # The restoration model (issue 15): its own recipe and benchmark (40/10/30 volumes, about
-# 45 minutes of training on a 2-core CPU; preset cpu128), calibrated for fpi on that
+# 50 minutes of training on a 2-core CPU; preset cpu128), calibrated for fpi on that
 # benchmark: first on its own (axial) view, then with views=orthogonal and through=2, the
 # calibration the demo takes (the newest; its test results go to the model card).
 bash scripts/train_restoration.sh "$WORK/restoration" 16

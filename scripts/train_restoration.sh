@@ -1,6 +1,6 @@
 #!/bin/bash
 # Trains the self-supervised restoration model (DISYRE restoration + FPI head, issue 15)
-# on the healthy training split of the results benchmark, on a 2-core CPU in about 45
+# on the healthy training split of the results benchmark, on a 2-core CPU in about 50
 # minutes, then scores the benchmark with its two scorers. Every option is spelled out.
 # The defaults are the bundled model's recipe (preset cpu128): 128x128 slices, the
 # benchmark's own voxels, because the 2x down-sampling to 64x64 (preset cpu64, the
@@ -37,10 +37,11 @@
 #
 # The model sees only healthy slices. Its corruptions (anomaly_maps.models.corruptions:
 # irregular smooth shapes, a foreign patch from another subject blended in, a tissue-band
-# intensity bias, local noise scaled by the corruption level under the shape) share no code with the benchmark's sphere anomalies; the healthy
-# acquisition variability is the thick-slice simulation of the model (thick_prob) plus
-# the training loop's augmentation (anomaly_maps.augment: affine, elastic, bias field,
-# gamma, noise), which --no-augment would switch off (it is on here).
+# intensity bias, local noise scaled by the corruption level under the shape) share no
+# code with the benchmark's sphere anomalies; the healthy acquisition variability is
+# the thick-slice simulation of the model (thick_prob) plus the training loop's
+# augmentation (anomaly_maps.augment: affine, elastic, bias field, gamma, noise), which
+# --no-augment would switch off (it is on here).
 set -euo pipefail
 W=${1:?usage: scripts/train_restoration.sh WORKDIR [EPOCHS] [WIDTHS] [SIZE] [CORRUPTION] [NORMALIZATION] [MIN_FOREGROUND] [AUGMENT] [AXES] [LOCAL]}
 EPOCHS=${2:-16}

@@ -213,7 +213,7 @@ class Restoration(nn.Module):
     on a 2-core CPU; ``"cpu128"``: 128x128, five stages, DAG for half of the slices and
     local noise for the rest (``corruption="mix"``, ``local_changes=("noise",)``), which
     sees texture that 64x64 slices average away (``scripts/train_restoration.sh``, about
-    45 minutes; the bundled model); ``"disyre2024"`` (FPI
+    50 minutes; the bundled model); ``"disyre2024"`` (FPI
     corruptions) and ``"disyre2024_dag"`` (DAG): 128x128 slices as the reference configs
     (``patch_size [128, 128]``) with a five-stage U-Net.
 
