@@ -56,6 +56,7 @@ __all__ = [
     "foreign_patches",
     "shape_masks",
     "thick_slices",
+    "valid_local_changes",
 ]
 
 MODES = ("fpi", "dag", "mix")
@@ -232,6 +233,16 @@ def _warped(x: torch.Tensor, shape: torch.Tensor, level: torch.Tensor, generator
 LOCAL_CHANGES = ("noise", "blur", "warp")
 
 
+def valid_local_changes(local: object) -> bool:
+    """Whether ``local`` is a non-empty tuple of distinct names of :data:`LOCAL_CHANGES`."""
+    return (
+        isinstance(local, tuple)
+        and len(local) > 0
+        and len(set(local)) == len(local)
+        and all(k in LOCAL_CHANGES for k in local)
+    )
+
+
 def _local_changes(
     clean: torch.Tensor,
     shape: torch.Tensor,
@@ -302,7 +313,7 @@ def corrupt(
     """
     if mode not in MODES:
         raise ValueError(f"corruption mode {mode!r}: expected 'fpi', 'dag' or 'mix'")
-    if not local or any(k not in LOCAL_CHANGES for k in local) or len(set(local)) < len(local):
+    if not valid_local_changes(tuple(local)):
         raise ValueError(f"local changes {local!r}: expected distinct names of {LOCAL_CHANGES}")
     batch, _, size, _ = x.shape
     clean = thick_slices(x, generator, prob=thick_prob) if thick_prob > 0 else x

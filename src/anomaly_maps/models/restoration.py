@@ -54,7 +54,7 @@ from torch import nn
 from .._config import is_int, is_real
 from ._base import LossOutput, ModelConfig, register_model
 from ._conv import check_slices
-from .corruptions import LOCAL_CHANGES, MODES, Corruption, corrupt
+from .corruptions import LOCAL_CHANGES, MODES, Corruption, corrupt, valid_local_changes
 from .draws import Generators, uniform
 
 __all__ = ["Restoration", "RestorationConfig"]
@@ -125,13 +125,9 @@ class RestorationConfig(ModelConfig):
             "in_channels", is_int(self.in_channels) and self.in_channels >= 1, "an int >= 1"
         )
         self._require("corruption", self.corruption in MODES, "'fpi', 'dag' or 'mix'")
-        local = self.local_changes
         self._require(
             "local_changes",
-            isinstance(local, tuple)
-            and len(local) > 0
-            and len(set(local)) == len(local)
-            and all(k in LOCAL_CHANGES for k in local),
+            valid_local_changes(self.local_changes),
             f"a tuple of distinct names of {LOCAL_CHANGES}",
         )
         self._require(
