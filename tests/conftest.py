@@ -16,6 +16,7 @@ from anomaly_maps.models import (
     DAEConfig,
     PriorConfig,
     RestorationConfig,
+    RestorationEnsembleConfig,
     VAEConfig,
     VQVAEConfig,
     build_model,
@@ -115,17 +116,24 @@ def _model(config, seed: int):
 
 @pytest.fixture(scope="session")
 def tiny_models() -> dict[str, dict[str, torch.nn.Module]]:
-    """Checkpoint-like model dicts by kind: vae, cevae, dae, vqvae+prior, restoration."""
+    """Checkpoint-like model dicts by kind: vae, cevae, dae, vqvae+prior, restoration,
+    restoration_ensemble (a 16x16 and an 8x8 member)."""
     conv = {"size": SIZE, "widths": (8, 16), "latent_dim": 8}
     vq_cfg = VQVAEConfig(size=SIZE, widths=(8, 16), res_blocks=1, num_codes=8, code_dim=8)
     vq = _model(vq_cfg, 3)
     prior = _model(PriorConfig.for_vqvae(vq_cfg, width=16, depth=1, heads=2), 4)
+    halves = (
+        RestorationConfig(size=SIZE, widths=(8, 16)),
+        RestorationConfig(size=8, widths=(8, 16)),
+    )
+    ensemble = RestorationEnsembleConfig(members=halves, scales=(0.5, 0.3))
     return {
         "vae": {"vae": _model(VAEConfig(**conv, likelihood_scale=0.2), 0)},
         "cevae": {"cevae": _model(CeVAEConfig(**conv, likelihood_scale=0.2), 1)},
         "dae": {"dae": _model(DAEConfig(**conv), 2)},
         "vqvae+prior": {"vqvae": vq, "prior": prior},
         "restoration": {"restoration": _model(RestorationConfig(size=SIZE, widths=(8, 16)), 5)},
+        "restoration_ensemble": {"restoration_ensemble": _model(ensemble, 6)},
     }
 
 

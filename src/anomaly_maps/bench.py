@@ -142,7 +142,7 @@ def bench_train(
     target = resolve_device(device)
     return [
         _bench_kind(kind, target, batch_size, steps, warmup, amp)
-        for kind in kinds or list_model_kinds()
+        for kind in kinds or list_model_kinds(trainable=True)
     ]
 
 

@@ -132,7 +132,7 @@ def test_one_module_per_command():
     from anomaly_maps.cli import COMMANDS, build_parser
 
     [sub] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
-    assert len(COMMANDS) == len(sub.choices) == 10
+    assert len(COMMANDS) == len(sub.choices) == 11
     for name, parser in sub.choices.items():
         module = next(m for m in COMMANDS if m.__name__.endswith("." + name.replace("-", "_")))
         assert parser.get_default("run") is module.run
@@ -144,4 +144,4 @@ def test_train_offers_every_registered_model_kind():
     from anomaly_maps.cli.train import MODELS
     from anomaly_maps.models import list_model_kinds
 
-    assert sorted(MODELS) == list_model_kinds()
+    assert sorted(MODELS) == list_model_kinds(trainable=True)

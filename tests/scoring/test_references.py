@@ -41,6 +41,7 @@ CASES = [
     ("disyre", "restoration", {"n_steps": 3}),
     ("disyre", "restoration", {"n_steps": 2, "start": 0.5, "multi_step": False}),
     ("fpi", "restoration", {}),
+    ("fpi", "restoration_ensemble", {}),
     ("elbo", "vae", {"n_samples": 4}),
     ("kl", "cevae", {}),
     ("rec_nll", "cevae", {"n_samples": 4}),
@@ -51,12 +52,14 @@ CASES = [
 
 
 def _batch_sizes(models: dict[str, torch.nn.Module]):
-    """Forward hooks recording the batch size every top-level submodule sees."""
+    """Forward hooks recording the batch size every top-level submodule sees (the
+    elements of a top-level ``ModuleList``, which has no forward of its own)."""
     sizes: list[int] = []
     handles = [
-        child.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[0]))
+        part.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[0]))
         for model in models.values()
         for child in model.children()
+        for part in (child if isinstance(child, torch.nn.ModuleList) else [child])
     ]
     return sizes, handles
 

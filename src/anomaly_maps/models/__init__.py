@@ -2,7 +2,8 @@
 
 Importing this package registers every model kind: ``vae``, ``cevae``, ``dae``,
 ``vqvae`` and its autoregressive ``prior``, and the self-supervised ``restoration``
-model (DISYRE / FPI, issue 15).
+model (DISYRE / FPI, issue 15) and ``restoration_ensemble``, trained restoration models
+read as one.
 """
 
 from ._base import (
@@ -20,6 +21,7 @@ from .dae import DAE, DAEConfig
 from .draws import Generators, SliceGenerators
 from .prior import CodePrior, PriorConfig
 from .restoration import Restoration, RestorationConfig
+from .restoration_ensemble import RestorationEnsemble, RestorationEnsembleConfig
 from .vae import VAE, VAEConfig
 from .vqvae import VQVAE, VQVAEConfig
 
@@ -38,6 +40,8 @@ __all__ = [
     "PriorConfig",
     "Restoration",
     "RestorationConfig",
+    "RestorationEnsemble",
+    "RestorationEnsembleConfig",
     "SliceGenerators",
     "VAEConfig",
     "VQVAEConfig",

@@ -97,9 +97,12 @@ def _entry(kind: str) -> tuple[type[nn.Module], type[ModelConfig]]:
         ) from None
 
 
-def list_model_kinds() -> list[str]:
-    """Names of the registered model kinds, sorted."""
-    return sorted(_REGISTRY)
+def list_model_kinds(*, trainable: bool = False) -> list[str]:
+    """Names of the registered model kinds, sorted; ``trainable``: only those with a
+    ``training_loss`` (not ensembles joined from trained models)."""
+    return sorted(
+        k for k, (cls, _) in _REGISTRY.items() if not trainable or hasattr(cls, "training_loss")
+    )
 
 
 def model_presets(kind: str) -> dict[str, ModelConfig]:

@@ -73,6 +73,7 @@ from ._registry import (
 __all__ = ["disyre", "fpi", "restoration_steps", "step_levels"]
 
 _KINDS = ("restoration",)
+_FPI_KINDS = ("restoration", "restoration_ensemble")  # an ensemble maps, never restores
 _SEED = "DISYRE, Naval Marimont et al. ISBI 2024, Method"
 
 
@@ -189,7 +190,7 @@ def disyre_reference(
     "fpi",
     description="FPI: the predicted foreign-patch interpolation factor per pixel",
     seed="FPI, Tan et al. MOOD 2020 / MELBA 2022, Method; DISYRE corruptions",
-    model_kinds=_KINDS,
+    model_kinds=_FPI_KINDS,
     bf16_auto=False,  # measured outside BF16_TOLERANCE: scripts/bf16_tolerance.py
     params=[THROUGH_PLANE, VIEWS],
 )
@@ -202,10 +203,13 @@ def fpi(
 ) -> ScoreResult:
     """The corruption head's ``sigmoid`` output, level unknown: ``(B, H, W)`` in (0, 1).
 
-    ``position`` and ``generator`` are unused (deterministic). The slice score is the
-    map's mean, as for every map scorer here (our choice).
+    For a ``restoration_ensemble``, the largest of its members' maps, each divided by
+    its healthy 99th percentile (>= 0; 1 = that percentile; see
+    :mod:`anomaly_maps.models.restoration_ensemble`). ``position`` and ``generator``
+    are unused (deterministic). The slice score is the map's mean, as for every map
+    scorer here (our choice).
     """
-    model = model_of(models, *_KINDS)
+    model = model_of(models, *_FPI_KINDS)
     with torch.no_grad():
         pixel = shared("corruption_map", lambda: model.corruption_map(x), model, x)
     return ScoreResult.from_map(pixel[:, 0])
@@ -220,7 +224,7 @@ def fpi_reference(
     generator: SliceGenerators,
 ) -> ScoreResult:
     """``fpi`` one slice at a time."""
-    model = model_of(models, *_KINDS)
+    model = model_of(models, *_FPI_KINDS)
     with torch.no_grad():
         maps = [model.corruption_map(x[b : b + 1])[:, 0] for b in range(x.shape[0])]
     return cat_results([ScoreResult.from_map(m) for m in maps])

@@ -1,0 +1,41 @@
+"""``anomaly-maps ensemble``: join trained restoration checkpoints into one."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import AnomalyMapsError
+from ._options import add_overwrite, out_checkpoint
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ensemble",
+        help="join restoration checkpoints into one whose fpi map is the largest of "
+        "their calibrated maps",
+    )
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT",
+                   help="two or more restoration .safetensors, each with a default fpi "
+                   "calibration (anomaly-maps calibrate)")  # fmt: skip
+    p.add_argument("--out", type=out_checkpoint, required=True, metavar="CKPT",
+                   help="ensemble checkpoint to write; calibrate it before use")  # fmt: skip
+    add_overwrite(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the members, check they fit together, write the ensemble."""
+    from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..ensemble import join_restorations
+
+    if args.out.exists() and not args.overwrite:
+        raise AnomalyMapsError(f"{args.out}: already exists; pass --overwrite to replace it")
+    joined = join_restorations([load_checkpoint(p) for p in args.checkpoints])
+    save_checkpoint(
+        args.out, joined.models, preprocessing=joined.preprocessing,
+        records=joined.records, overwrite=args.overwrite,
+    )  # fmt: skip
+    for entry in joined.records.other_metrics["ensemble"]:
+        print(f"member {entry['file']}: healthy fpi p99 {entry['scale']:.4g}")
+    print(f"wrote {args.out}; calibrate it (anomaly-maps calibrate --scorer fpi ...) before use")
+    return 0

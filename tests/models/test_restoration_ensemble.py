@@ -1,0 +1,169 @@
+"""Restoration models joined into one ensemble: its map, its config, how it is built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from anomaly_maps.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from anomaly_maps.cli import main
+from anomaly_maps.ensemble import join_restorations
+from anomaly_maps.errors import AnomalyMapsError, ParameterError
+from anomaly_maps.models import (
+    RestorationConfig,
+    RestorationEnsemble,
+    RestorationEnsembleConfig,
+    VAEConfig,
+    build_model,
+)
+from anomaly_maps.preprocessing import PreprocessingSpec, resize_planes
+from anomaly_maps.records import CheckpointRecords
+from anomaly_maps.scoring import get_scorer, score_volume
+from anomaly_maps.scoring.calibration import LEVELS, Calibration
+
+BIG = RestorationConfig(size=16, widths=(8, 16))
+SMALL = RestorationConfig(size=8, widths=(8, 16))
+
+
+def _slices(n: int = 3) -> torch.Tensor:
+    return torch.rand(n, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+
+
+def _perturbed(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    with torch.no_grad():  # off the initialisation, so the maps differ between members
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.eval()
+
+
+def test_map_is_the_largest_member_map_in_healthy_p99_units():
+    model = _perturbed(
+        RestorationEnsemble(RestorationEnsembleConfig(members=(BIG, SMALL), scales=(0.4, 0.2))), 0
+    )
+    x = _slices()
+    big, small = model.members
+    with torch.no_grad():
+        own = big.corruption_map(x) / 0.4
+        # the small member reads the slice as a scan is resized to 8x8, its map brought back
+        coarse = small.corruption_map(resize_planes(x[:, 0], (8, 8))[:, None])
+        back = torch.nn.functional.interpolate(coarse, size=(16, 16), mode="bilinear") / 0.2
+        expected = torch.maximum(own, back)
+        result = model.corruption_map(x)
+    torch.testing.assert_close(result, expected, rtol=1e-5, atol=1e-6)
+    assert bool((result == own).any()) and bool((result == back).any())  # both contribute
+
+
+def test_a_member_twice_gives_its_own_map_over_its_scale():
+    member = _perturbed(build_model(BIG), 1)
+    twice = RestorationEnsemble(RestorationEnsembleConfig(members=(BIG, BIG), scales=(0.5, 0.5)))
+    for net in twice.members:
+        net.load_state_dict(member.state_dict())
+    x = _slices()
+    with torch.no_grad():
+        torch.testing.assert_close(twice.corruption_map(x), member.corruption_map(x) / 0.5)
+
+
+def test_config_round_trips_and_refuses_bad_members():
+    config = RestorationEnsembleConfig(members=(BIG, SMALL), scales=(0.4, 0.2))
+    assert RestorationEnsembleConfig.from_dict(config.to_dict()) == config
+    assert (config.size, config.in_channels) == (16, 1)
+    bad = [
+        ({"members": (BIG,), "scales": (0.4,)}, "members"),
+        ({"members": (SMALL, BIG), "scales": (0.4, 0.2)}, "largest size first"),
+        ({"members": (BIG, SMALL), "scales": (0.4,)}, "scales"),
+        ({"members": (BIG, SMALL), "scales": (0.4, 0.0)}, "scales"),
+    ]
+    for fields, message in bad:
+        with pytest.raises(ParameterError, match=message):
+            RestorationEnsembleConfig(**fields)
+    with pytest.raises(ParameterError, match="unknown"):
+        RestorationEnsembleConfig.from_dict({**config.to_dict(), "weights": [1, 1]})
+
+
+def test_only_fpi_reads_an_ensemble():
+    assert get_scorer("fpi").fits(("restoration_ensemble",))
+    assert not get_scorer("disyre").fits(("restoration_ensemble",))
+
+
+def _calibration(p99: float) -> Calibration:
+    quantiles = tuple(p99 * level / 0.99 for level in LEVELS)  # rising; p99 at 0.99
+    return Calibration(
+        scorer="fpi",
+        params={},
+        levels=LEVELS,
+        pixel_quantiles=quantiles,
+        slice_quantiles=quantiles,
+        n_volumes=1,
+    )
+
+
+def _member(
+    folder: Path, config, seed: int, p99: float | None, normalization="percentile"
+) -> Path:
+    path = folder / f"{config.kind}{config.size}_{seed}.safetensors"
+    calibrations = () if p99 is None else (_calibration(p99),)
+    save_checkpoint(
+        path,
+        {config.kind: _perturbed(build_model(config), seed)},
+        preprocessing=PreprocessingSpec(size=config.size, normalization=normalization),
+        records=CheckpointRecords(calibrations=calibrations),
+    )
+    return path
+
+
+def test_joined_checkpoint_orders_members_and_scores(tmp_path, tiny_volume):
+    small, big = _member(tmp_path, SMALL, 2, 0.3), _member(tmp_path, BIG, 3, 0.6)
+    joined = join_restorations([load_checkpoint(small), load_checkpoint(big)])
+    assert joined.kinds == ("restoration_ensemble",)
+    assert joined.model.config.scales == (0.6, 0.3)  # the largest size first
+    assert joined.preprocessing.size == 16
+    assert [e["file"] for e in joined.records.other_metrics["ensemble"]] == [big.name, small.name]
+    out = save_checkpoint(
+        tmp_path / "ensemble.safetensors",
+        joined.models,
+        preprocessing=joined.preprocessing,
+        records=joined.records,
+    )
+    loaded = load_checkpoint(out)
+    x = _slices()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model.corruption_map(x), joined.model.corruption_map(x))
+    [result] = score_volume(tiny_volume, loaded, [("fpi", {})], batch_size=4)
+    assert result.map.shape == tiny_volume.shape and float(result.map.max()) > 0
+
+
+def test_join_refuses_what_does_not_fit(tmp_path):
+    good = load_checkpoint(_member(tmp_path, BIG, 4, 0.5))
+    cases = [
+        ([good], "at least two"),
+        ([good, load_checkpoint(_member(tmp_path, SMALL, 5, None))], "no fpi calibration"),
+        (
+            [good, load_checkpoint(_member(tmp_path, SMALL, 6, 0.3, normalization="zscore"))],
+            "share axis and normalisation",
+        ),
+    ]
+    vae = VAEConfig(size=16, widths=(8, 16), latent_dim=4)
+    vae_checkpoint = Checkpoint(
+        path=tmp_path / "vae.safetensors",
+        models={"vae": build_model(vae)},
+        preprocessing=PreprocessingSpec(size=16),
+    )
+    cases.append(([good, vae_checkpoint], "expected one restoration model"))
+    for members, message in cases:
+        with pytest.raises(AnomalyMapsError, match=message):
+            join_restorations(members)
+
+
+def test_cli_writes_the_ensemble_and_keeps_an_existing_file(tmp_path, capsys):
+    a, b = _member(tmp_path, BIG, 7, 0.5), _member(tmp_path, SMALL, 8, 0.25)
+    out = tmp_path / "joined.safetensors"
+    assert main(["ensemble", str(a), str(b), "--out", str(out)]) == 0
+    assert load_checkpoint(out).model.config.scales == (0.5, 0.25)
+    assert "healthy fpi p99 0.5" in capsys.readouterr().out
+    before = out.read_bytes()
+    assert main(["ensemble", str(a), str(b), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert out.read_bytes() == before
