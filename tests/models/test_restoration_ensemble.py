@@ -128,6 +128,8 @@ def test_joined_checkpoint_orders_members_and_scores(tmp_path, tiny_volume):
         records=joined.records,
     )
     loaded = load_checkpoint(out)
+    card = dict(loaded.card_rows())
+    assert card["models"] == "restoration_ensemble (16x16 dag + 8x8 dag)"
     x = _slices()
     with torch.no_grad():
         torch.testing.assert_close(loaded.model.corruption_map(x), joined.model.corruption_map(x))
