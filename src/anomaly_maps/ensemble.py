@@ -19,11 +19,9 @@ from .checkpoint import Checkpoint
 from .errors import AnomalyMapsError
 from .models.restoration_ensemble import RestorationEnsemble, RestorationEnsembleConfig
 from .records import CheckpointRecords
-from .scoring.calibration import LEVELS, find_calibration
+from .scoring.calibration import find_calibration
 
 __all__ = ["join_restorations", "member_scale"]
-
-_P99 = LEVELS.index(0.99)
 
 
 def member_scale(checkpoint: Checkpoint) -> float:
@@ -34,12 +32,16 @@ def member_scale(checkpoint: Checkpoint) -> float:
             f"{name}: holds {'+'.join(checkpoint.kinds)}: expected one restoration model"
         )
     calibration = find_calibration(checkpoint, "fpi")
-    if calibration is None or calibration.pixel_quantiles is None:
+    if (
+        calibration is None
+        or calibration.pixel_quantiles is None
+        or 0.99 not in calibration.levels
+    ):
         raise AnomalyMapsError(
             f"{name}: no fpi calibration with the default parameters: run `anomaly-maps "
             f"calibrate --checkpoint {name} --scorer fpi HEALTHY_SCANS --out ...` first"
         )
-    scale = calibration.pixel_quantiles[_P99]
+    scale = calibration.pixel_quantiles[calibration.levels.index(0.99)]
     if not scale > 0:
         raise AnomalyMapsError(f"{name}: its fpi calibration's healthy 99th percentile is {scale}")
     return float(scale)
