@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -135,6 +137,33 @@ def test_joined_checkpoint_orders_members_and_scores(tmp_path, tiny_volume):
         torch.testing.assert_close(loaded.model.corruption_map(x), joined.model.corruption_map(x))
     [result] = score_volume(tiny_volume, loaded, [("fpi", {})], batch_size=4)
     assert result.map.shape == tiny_volume.shape and float(result.map.max()) > 0
+
+
+def test_scan_score_is_the_largest_of_the_members_scored_alone(tmp_path, tiny_volume):
+    """Each member scores the whole scan as its own checkpoint would (here with three
+    views and through-plane smoothing); the ensemble keeps the largest scaled map."""
+    paths = _member(tmp_path, BIG, 9, 0.6), _member(tmp_path, SMALL, 10, 0.3)
+    alone = [load_checkpoint(p) for p in paths]
+    joined = join_restorations(alone)
+    scorers = [("fpi", {"views": "orthogonal", "through": 1.0})]
+    seen = []
+    [result] = score_volume(
+        tiny_volume, joined, scorers, batch_size=4, volume_score="map_p99",
+        progress=lambda done, total: seen.append((done, total)),
+    )  # fmt: skip
+    members = [score_volume(tiny_volume, c, scorers, batch_size=4)[0] for c in alone]
+    expected = np.maximum(members[0].map / 0.6, members[1].map / 0.3)
+    np.testing.assert_allclose(result.map, expected, rtol=1e-6)
+    assert (result.map == members[0].map / 0.6).any() and (
+        result.map == members[1].map / 0.3
+    ).any()
+    np.testing.assert_allclose(
+        result.slice_scores,
+        np.maximum(members[0].slice_scores / 0.6, members[1].slice_scores / 0.3),
+        rtol=1e-6,
+    )
+    assert result.volume_score == pytest.approx(np.percentile(expected[result.foreground], 99))
+    assert seen[-1][0] == seen[-1][1] and all(a[0] <= b[0] for a, b in pairwise(seen))
 
 
 def test_join_refuses_what_does_not_fit(tmp_path):

@@ -14,6 +14,10 @@ ensembles restorations of one model over corruption severities (Naval Marimont e
 MICCAI 2024, arXiv 2407.06635, Method). Taking the maximum of calibrated members is our
 choice, measured against the mean and the geometric mean in ``docs/results.md``.
 
+A scan is scored member by member (:mod:`anomaly_maps.scoring.members`: each member
+over the whole scan at its own size, with every view and smoothing, the final maps
+combined); :meth:`RestorationEnsemble.corruption_map` combines the members on one batch
+of slices, for a scorer called on slices directly (the score dock's one-slice preview).
 An ensemble is built from trained checkpoints (``anomaly-maps ensemble``), never trained.
 """
 

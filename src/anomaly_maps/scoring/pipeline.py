@@ -31,6 +31,13 @@ from ..records import trained_modality
 from ._ops import through_plane_blur
 from ._registry import THROUGH_PLANE, VIEWS, resolve_scorers
 from .inferer import SliceInferer, Slices, resolve_precision
+from .members import (
+    combine_members,
+    ensemble_scales,
+    is_ensemble,
+    member_checkpoints,
+    member_progress,
+)
 
 __all__ = [
     "VOLUME_SCORES",
@@ -224,6 +231,12 @@ def score_volume(
             "prepare_volume(volume, checkpoint.preprocessing)"
         )
     infos = resolve_scorers(scorers, checkpoint.kinds, reference=reference)
+    if is_ensemble(checkpoint):
+        return _score_members(
+            volume, checkpoint, scorers, prepared=prepared, progress=progress,
+            device=device, batch_size=batch_size, seed=seed, should_stop=should_stop,
+            reference=reference, volume_score=volume_score, precision=precision,
+        )  # fmt: skip
     spec = checkpoint.preprocessing
     if spec.images and any(is_multi_view(p) for _, p in infos):
         raise ParameterError(
@@ -277,6 +290,28 @@ def score_volume(
             )
         )
     return out
+
+
+def _score_members(
+    volume: Volume,
+    checkpoint: Checkpoint,
+    scorers: Sequence[tuple[str, dict[str, Any]]],
+    *,
+    prepared: PreparedVolume | None,
+    progress: Callable[[int, int], None] | None,
+    **options: Any,
+) -> list[VolumeScore]:
+    """:func:`score_volume` of each member of a restoration ensemble, combined
+    (:mod:`.members`); ``prepared`` serves the member that reads slices of its size."""
+    members = member_checkpoints(checkpoint)
+    results = []
+    for k, member in enumerate(members):
+        own = prepared if member.preprocessing == checkpoint.preprocessing else None
+        step = member_progress(progress, k, len(members))
+        results.append(
+            score_volume(volume, member, scorers, progress=step, prepared=own, **options)
+        )
+    return combine_members(results, ensemble_scales(checkpoint), volume_score_of)
 
 
 def stacked_maps(
