@@ -48,4 +48,15 @@ cp "$OUT/restoration64.safetensors" "$R64.two.safetensors"
 anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$WORK/restoration64/bench" \
   --model restoration64="$R64.two.safetensors" --scorer fpi \
   --param fpi:views=orthogonal --param fpi:through=2
+# The two restoration models joined (anomaly-maps ensemble: each member scores the scan,
+# the larger of their calibrated fpi maps is kept; the demo's model, docs/results.md),
+# calibrated on its own (axial) view, then with views=orthogonal and through=2 (the newest).
+anomaly-maps ensemble "$OUT/restoration.safetensors" "$OUT/restoration64.safetensors" \
+  --out "$WORK/restoration_ensemble.safetensors" --overwrite
+anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$WORK/restoration/bench" \
+  --model restoration_ensemble="$WORK/restoration_ensemble.safetensors" --scorer fpi
+cp "$OUT/restoration_ensemble.safetensors" "$WORK/restoration_ensemble.single.safetensors"
+anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$WORK/restoration/bench" \
+  --model restoration_ensemble="$WORK/restoration_ensemble.single.safetensors" --scorer fpi \
+  --param fpi:views=orthogonal --param fpi:through=2
 du -sh "$OUT"

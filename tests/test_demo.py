@@ -140,3 +140,11 @@ def test_demo_takes_the_newest_calibration_of_its_scorer(tiny_models):
                                                   (0.0, 1.0), 2))  # fmt: skip
     assert demo_params(ckpt, "fpi", None) == {"views": "orthogonal"}
     assert demo_params(ckpt, "fpi", {"through": 1.0}) == {"through": 1.0}
+
+
+def test_demo_offers_every_bundled_model():
+    """``demo --model`` lists the bundled models without importing them; it must not drift."""
+    from anomaly_maps.cli.demo import BUNDLED
+    from anomaly_maps.sample_build import bundled_models
+
+    assert sorted(BUNDLED) == sorted(bundled_models())

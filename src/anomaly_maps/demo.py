@@ -197,8 +197,8 @@ def run_demo(
     out_dir
         Receives the :func:`demo_outputs` files.
     model
-        Bundled checkpoint: ``"vae"``, ``"cevae"``, ``"restoration"`` or
-        ``"restoration64"``.
+        Bundled checkpoint: ``"vae"``, ``"cevae"``, ``"restoration"``,
+        ``"restoration64"`` or ``"restoration_ensemble"``.
     scorer, params
         The scorer; ``params=None`` takes the parameters the model was calibrated with.
     device, batch_size, seed, progress

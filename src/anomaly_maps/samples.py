@@ -35,6 +35,11 @@ SAMPLES: dict[str, tuple[str, str]] = {
         "uniform-intensity blobs that the 128x128 one misses), calibrated, with "
         "benchmark metrics",
     ),
+    "restoration_ensemble": (
+        "restoration_ensemble.safetensors",
+        "the two restoration models joined (`anomaly-maps ensemble`: the larger of their "
+        "calibrated fpi maps), calibrated, with benchmark metrics",
+    ),
 }
 """Sample key -> (file name in ``anomaly_maps/sample_data``, description)."""
 
@@ -75,7 +80,8 @@ demo_scan.nii.gz, demo_label.nii.gz: one test case of a benchmark built from
   mni152_t1.nii.gz by `anomaly-maps make-benchmark` (random rotation, zoom, shift and
   elastic deformation, bias field, gamma, noise, one synthetic anomaly) and its voxel
   label (the case is named at the end of this file).
-vae.safetensors, cevae.safetensors, restoration.safetensors, restoration64.safetensors:
+vae.safetensors, cevae.safetensors, restoration.safetensors, restoration64.safetensors,
+restoration_ensemble.safetensors (the two restoration models joined):
   models trained by `anomaly-maps train` on healthy training volumes of benchmarks
   made from it; each file's header records the training command, data and seed, the
   calibration and the benchmark's test metrics.

@@ -10,6 +10,9 @@ from ._options import add_overwrite, add_run_options, out_folder
 from ._progress import bar_progress
 from ._scorers import add_list_scorers, scorer_params
 
+#: The bundled models (anomaly_maps.samples; not imported here, to keep --help light).
+BUNDLED = ("vae", "cevae", "restoration", "restoration64", "restoration_ensemble")
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -19,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--headless", action="store_true", help="no window: write files to --out")
     p.add_argument("--out", type=out_folder, metavar="DIR", help="output folder of --headless")
-    p.add_argument("--model", choices=("vae", "cevae", "restoration", "restoration64"),
+    p.add_argument("--model", choices=BUNDLED,
                    default="restoration",
                    help="bundled model (default: the best by measurement, "
                    "anomaly_maps.demo.DEMO_MODEL)")  # fmt: skip
