@@ -11,6 +11,22 @@ TRAIN=(--data "$BENCH/train/000[01]*.nii.gz" --epochs 6 --batch-size 32 --lr 1e-
 SMALL=('widths=[16,32,64,128]' latent_dim=128 likelihood_scale=0.1)
 mkdir -p "$WORK"
 
+# bundle_fpi NAME CKPT BENCH PARAMS...: bundle CKPT as NAME, calibrated for fpi on BENCH
+# and evaluated on its test split once per PARAMS ("" = fpi's defaults; each calibration
+# is added to the last, so the last PARAMS are the demo's and the card's).
+bundle_fpi() {
+  local name=$1 ckpt=$2 bench=$3 n=0 params
+  shift 3
+  for params in "$@"; do
+    read -r -a params <<< "$params"
+    anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$bench" \
+      --model "$name=$ckpt" --scorer fpi ${params[@]+"${params[@]}"}
+    n=$((n + 1))
+    ckpt=$WORK/$name.calibrated$n.safetensors
+    cp "$OUT/$name.safetensors" "$ckpt"
+  done
+}
+
 anomaly-maps make-sample-data --out "$OUT" --overwrite  # the template the benchmark needs
 [ -f "$BENCH/cases.csv" ] || anomaly-maps make-benchmark --out "$BENCH" \
   --n-train 30 --n-val 10 --n-test 30 --seed 0 --shape 128
@@ -26,37 +42,22 @@ anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$BENCH" \
 # benchmark: first on its own (axial) view, then with views=orthogonal and through=2, the
 # calibration the demo takes (the newest; its test results go to the model card).
 bash scripts/train_restoration.sh "$WORK/restoration" 16
-anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$WORK/restoration/bench" \
-  --model restoration="$WORK/restoration/restoration128.safetensors" --scorer fpi
-cp "$OUT/restoration.safetensors" "$WORK/restoration/restoration128.single.safetensors"
-anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$WORK/restoration/bench" \
-  --model restoration="$WORK/restoration/restoration128.single.safetensors" --scorer fpi \
-  --param fpi:views=orthogonal --param fpi:through=2
+THREE=(--param fpi:views=orthogonal --param fpi:through=2)
+bundle_fpi restoration "$WORK/restoration/restoration128.safetensors" "$WORK/restoration/bench" \
+  "" "${THREE[*]}"
 # The restoration model bundled before, kept as restoration64 because on the real subject
 # it finds the uniform-intensity blobs the 128x128 model misses (docs/results.md): preset
 # cpu64, 30 epochs of DAG, calibrated three times (the demo of --model restoration64
 # takes the newest, views=orthogonal with through=2).
 bash scripts/train_restoration.sh "$WORK/restoration64" 30 "[16,32,64,128]" 64 dag percentile 0.01 "" \
   axial noise,blur,warp
-R64=$WORK/restoration64/restoration64
-anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$WORK/restoration64/bench" \
-  --model restoration64="$R64.safetensors" --scorer fpi
-cp "$OUT/restoration64.safetensors" "$R64.single.safetensors"
-anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$WORK/restoration64/bench" \
-  --model restoration64="$R64.single.safetensors" --scorer fpi --param fpi:views=orthogonal
-cp "$OUT/restoration64.safetensors" "$R64.two.safetensors"
-anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$WORK/restoration64/bench" \
-  --model restoration64="$R64.two.safetensors" --scorer fpi \
-  --param fpi:views=orthogonal --param fpi:through=2
+bundle_fpi restoration64 "$WORK/restoration64/restoration64.safetensors" "$WORK/restoration64/bench" \
+  "" "--param fpi:views=orthogonal" "${THREE[*]}"
 # The two restoration models joined (anomaly-maps ensemble: each member scores the scan,
 # the larger of their calibrated fpi maps is kept; the demo's model, docs/results.md),
 # calibrated on its own (axial) view, then with views=orthogonal and through=2 (the newest).
 anomaly-maps ensemble "$OUT/restoration.safetensors" "$OUT/restoration64.safetensors" \
   --out "$WORK/restoration_ensemble.safetensors" --overwrite
-anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$WORK/restoration/bench" \
-  --model restoration_ensemble="$WORK/restoration_ensemble.safetensors" --scorer fpi
-cp "$OUT/restoration_ensemble.safetensors" "$WORK/restoration_ensemble.single.safetensors"
-anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$WORK/restoration/bench" \
-  --model restoration_ensemble="$WORK/restoration_ensemble.single.safetensors" --scorer fpi \
-  --param fpi:views=orthogonal --param fpi:through=2
+bundle_fpi restoration_ensemble "$WORK/restoration_ensemble.safetensors" "$WORK/restoration/bench" \
+  "" "${THREE[*]}"
 du -sh "$OUT"

@@ -483,12 +483,24 @@ class CheckpointRecords:
         return replace(self, calibrations=(*kept, calibration))
 
     def card_rows(self) -> list[tuple[str, str]]:
-        """Model-card rows: training, then results (at most 12), then calibrations."""
+        """Model-card rows: training (an ensemble's: its first member's, then the
+        members), then results (at most 12), then calibrations."""
         rows = (self.training or TrainingRecord()).card_rows()
-        results = (self.benchmark.card_rows() if self.benchmark else []) + _flat(
-            "", self.other_metrics
-        )
+        others = dict(self.other_metrics)
+        members = others.pop("ensemble", None)  # written by anomaly_maps.ensemble
+        if isinstance(members, list):
+            rows.append(("members", ", ".join(_member_text(m) for m in members)))
+        results = (self.benchmark.card_rows() if self.benchmark else []) + _flat("", others)
         rows += results[:12] or [("metrics", "none reported")]
         if self.calibrations:
             rows.append(("calibrated", "; ".join(c.summary() for c in self.calibrations)))
         return rows
+
+
+def _member_text(entry: Any) -> str:
+    """``file (healthy fpi p99 x)`` of one ``metrics["ensemble"]`` entry."""
+    if not isinstance(entry, Mapping):
+        return str(entry)
+    scale = entry.get("scale")
+    unit = f" (healthy fpi p99 {scale:.3g})" if isinstance(scale, int | float) else ""
+    return f"{entry.get('file')}{unit}"

@@ -132,6 +132,9 @@ def test_joined_checkpoint_orders_members_and_scores(tmp_path, tiny_volume):
     loaded = load_checkpoint(out)
     card = dict(loaded.card_rows())
     assert card["models"] == "restoration_ensemble (16x16 dag + 8x8 dag)"
+    assert card["members"] == (
+        f"{big.name} (healthy fpi p99 0.6), {small.name} (healthy fpi p99 0.3)"
+    )
     x = _slices()
     with torch.no_grad():
         torch.testing.assert_close(loaded.model.corruption_map(x), joined.model.corruption_map(x))

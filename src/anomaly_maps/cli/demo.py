@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--headless", action="store_true", help="no window: write files to --out")
     p.add_argument("--out", type=out_folder, metavar="DIR", help="output folder of --headless")
     p.add_argument("--model", choices=BUNDLED,
-                   default="restoration",
+                   default="restoration_ensemble",
                    help="bundled model (default: the best by measurement, "
                    "anomaly_maps.demo.DEMO_MODEL)")  # fmt: skip
     p.add_argument("--scorer", default="fpi", metavar="NAME",
