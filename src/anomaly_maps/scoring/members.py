@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..checkpoint import Checkpoint
+from ..models.restoration_ensemble import RestorationEnsembleConfig
 
 if TYPE_CHECKING:
     from .pipeline import VolumeScore
@@ -33,7 +34,7 @@ __all__ = [
     "member_progress",
 ]
 
-ENSEMBLE_KIND = "restoration_ensemble"
+ENSEMBLE_KIND = RestorationEnsembleConfig.kind
 
 
 def member_checkpoints(checkpoint: Checkpoint) -> list[Checkpoint]:
