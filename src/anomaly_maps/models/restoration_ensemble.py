@@ -32,6 +32,7 @@ from torch import nn
 
 from .._config import is_real
 from ..errors import ParameterError
+from ..preprocessing import resize_planes
 from ._base import ModelConfig, register_model
 from ._conv import check_slices
 from .restoration import Restoration, RestorationConfig
@@ -103,12 +104,8 @@ class RestorationEnsembleConfig(ModelConfig):
 
 
 def _resized(x: torch.Tensor, size: int) -> torch.Tensor:
-    """``(B, C, H, W)`` slices at ``size`` x ``size``: antialiased bilinear, as scans are."""
-    if x.shape[-1] == size:
-        return x
-    return F.interpolate(
-        x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-    )
+    """``(B, C, H, W)`` slices at ``size`` x ``size``, resized as scans are."""
+    return resize_planes(x.flatten(0, 1), (size, size)).unflatten(0, x.shape[:2])
 
 
 @register_model(RestorationEnsembleConfig)
