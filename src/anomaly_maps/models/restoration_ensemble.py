@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._config import is_real
-from ..errors import ParameterError
 from ..preprocessing import resize_planes
 from ._base import ModelConfig, register_model
 from ._conv import check_slices
@@ -94,13 +93,12 @@ class RestorationEnsembleConfig(ModelConfig):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RestorationEnsembleConfig:
-        unknown = sorted(set(data) - {"members", "scales"})
-        if unknown:
-            raise ParameterError(
-                f"unknown {cls._label()} setting(s) {unknown}: expected members, scales"
-            )
-        members = tuple(RestorationConfig.from_dict(m) for m in data.get("members", ()))
-        return cls(members=members, scales=tuple(data.get("scales", ())))
+        """Rebuild from :meth:`to_dict` output: the members' dicts become their configs,
+        then ``FrozenConfig.from_dict`` (unknown keys are an error)."""
+        members = data.get("members")
+        if isinstance(members, list):
+            data = {**data, "members": tuple(RestorationConfig.from_dict(m) for m in members)}
+        return super().from_dict(data)
 
 
 def _resized(x: torch.Tensor, size: int) -> torch.Tensor:
