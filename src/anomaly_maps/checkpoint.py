@@ -97,6 +97,11 @@ class Checkpoint:
         return self.records.to_header()[1]
 
     @property
+    def name(self) -> str:
+        """The file's name, for messages and the card; ``"(in memory)"`` without one."""
+        return self.path.name if self.path else "(in memory)"
+
+    @property
     def kinds(self) -> tuple[str, ...]:
         """Model kinds held, e.g. ``("vae",)`` or ``("vqvae", "prior")``."""
         return tuple(self.models)
@@ -110,7 +115,7 @@ class Checkpoint:
         """``(label, text)`` rows of the model card: what it is, saw, and how it did."""
         pre = self.preprocessing
         return [
-            ("file", self.path.name if self.path else "(in memory)"),
+            ("file", self.name),
             ("models", " + ".join(_model_summary(k, m.config) for k, m in self.models.items())),
             ("input", f"{pre.size}x{pre.size} {pre.axis} slices, {pre.normalization} intensities"),
             *self.records.card_rows(),

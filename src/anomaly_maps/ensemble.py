@@ -26,7 +26,7 @@ __all__ = ["join_restorations", "member_scale"]
 
 def member_scale(checkpoint: Checkpoint) -> float:
     """The healthy 99th percentile of a restoration checkpoint's default ``fpi`` map."""
-    name = checkpoint.path.name if checkpoint.path else "(in memory)"
+    name = checkpoint.name
     if checkpoint.kinds != ("restoration",):
         raise AnomalyMapsError(
             f"{name}: holds {'+'.join(checkpoint.kinds)}: expected one restoration model"
@@ -58,7 +58,7 @@ def _check_compatible(members: Sequence[Checkpoint]) -> None:
     first_pre, first_space = _reading(members[0])
     for member in members[1:]:
         pre, space = _reading(member)
-        name = member.path.name if member.path else "(in memory)"
+        name = member.name
         if pre != first_pre:
             raise AnomalyMapsError(
                 f"{name}: reads scans as {pre} apart from the size; the first member as "
