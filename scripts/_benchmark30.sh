@@ -1,8 +1,13 @@
-# Sourced by scripts/train_restoration.sh and scripts/seed000_ranking.sh (W set first):
+# Sourced by scripts/train_restoration.sh, seed000_ranking.sh, seed002_ranking.sh and
+# results.sh (W set first):
 #   timed NAME COMMAND...   runs COMMAND and appends "NAME SECONDS s" to $W/times.txt
 #   ensure_benchmark DIR    makes the 30-test-volume benchmark of issue 15 at DIR (40
 #                           healthy training, 10 validation and 30 test volumes of the
 #                           template at 128^3, seed 0) unless DIR/train exists
+#   evaluate_on DATA NAME CHECKPOINT [evaluate options...]
+#                           DATA template: `anomaly-maps evaluate` on $W/bench's test
+#                           split into $W/eval_NAME; DATA colin27: the real held-out
+#                           subject (scripts/real_subject.sh) into $W/colin27_eval/NAME
 timed() { local name=$1; shift; local t0; t0=$(date +%s); "$@"; echo "$name $(( $(date +%s) - t0 )) s" | tee -a "$W/times.txt"; }
 
 ensure_benchmark() {
@@ -10,4 +15,17 @@ ensure_benchmark() {
         timed benchmark anomaly-maps make-benchmark --out "$1" --n-train 40 --n-val 10 \
             --n-test 30 --seed 0 --shape 128
     fi
+}
+
+evaluate_on() {
+    local data=$1 name=$2 ckpt=$3
+    shift 3
+    case $data in
+        template) timed "eval-$name" anomaly-maps evaluate --checkpoint "$ckpt" \
+            --benchmark "$W/bench" --out "$W/eval_$name" --batch-size 64 --seed 0 \
+            --device cpu --overwrite "$@" ;;
+        colin27) timed "colin27-$name" bash "$(dirname "${BASH_SOURCE[0]}")/real_subject.sh" \
+            "$W" "$ckpt" "$name" "$@" ;;
+        *) echo "evaluate_on: data $data: expected template or colin27" >&2; return 1 ;;
+    esac
 }

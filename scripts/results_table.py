@@ -1,7 +1,9 @@
 """Combine the ``results.csv`` files of ``scripts/results.sh`` into docs/results.md tables.
 
-Usage: ``python scripts/results_table.py WORKDIR`` prints Markdown: one table of every
-model and scorer over all test cases, then pixel AP by anomaly type and by size.
+Usage: ``python scripts/results_table.py WORKDIR`` prints Markdown: for the template's
+test split (``WORKDIR/eval_NAME``) and for Colin27 (``WORKDIR/colin27_eval/NAME``), one
+table of every model and scorer over all test cases, then pixel AP by anomaly type and
+by size.
 """
 
 from __future__ import annotations
@@ -11,29 +13,45 @@ import math
 import sys
 from pathlib import Path
 
-#: evaluation folder -> model, in table order
+#: evaluation name -> model, in table order
 RUNS = {
-    "eval_dae": "DAE",
-    "eval_vae_fast": "VAE",
-    "eval_vae_smoothed": "VAE",
-    "eval_vae_grad": "VAE",
-    "eval_vae_tv": "VAE",
-    "eval_cevae": "ceVAE",
-    "eval_vqvae": "VQ-VAE + prior",
+    "vae_bundled": "VAE (bundled)",
+    "vae": "VAE (converged)",
+    "vae_smoothed": "VAE (converged)",
+    "vae_grad": "VAE (converged)",
+    "vae_tv": "VAE (converged)",
+    "vae_elbo": "VAE (converged)",
+    "dae": "DAE (converged)",
+    "cevae_bundled": "ceVAE (bundled)",
+    "vqvae": "VQ-VAE + prior",
+    "vqvae_restoration": "VQ-VAE + prior",
+    "restoration64": "restoration 64x64 (bundled)",
+    "restoration": "restoration 128x128 (bundled)",
+    "restoration_ensemble": "the two joined (bundled, demo)",
 }
-#: (folder, scorer) -> the settings that differ from the scorer's defaults or matter
+#: data set -> (title, folder of WORKDIR/<folder>NAME)
+DATA = {
+    "template": ("the template's test split (30 volumes, 15 anomalous)", "eval_"),
+    "colin27": ("Colin27, the real held-out subject (20 volumes, 10 anomalous)", "colin27_eval/"),
+}
+GRAD = "SmoothGrad n = 4, sigma 2"
+#: (name, scorer) -> the settings that differ from the scorer's defaults or matter
 SETTINGS = {
-    ("eval_vae_fast", "sample_std"): "8 samples",
-    ("eval_vae_fast", "elbo"): "L = 5",
-    ("eval_vae_fast", "iwae"): "L = 15",
-    ("eval_vae_smoothed", "rec"): "sigma 2",
-    ("eval_vae_grad", "rec_grad"): "SmoothGrad n = 4, sigma 2",
-    ("eval_vae_grad", "kl_grad"): "SmoothGrad n = 4, sigma 2",
-    ("eval_vae_grad", "elbo_grad"): "SmoothGrad n = 4, sigma 2",
-    ("eval_vae_tv", "vae_tv_restoration"): "10 steps, lr 0.1, TV 1.8",
-    ("eval_cevae", "cevae_combined"): "l2 x SmoothGrad n = 2, sigma 3",
-    ("eval_vqvae", "latent_restoration"): "lambda_p 5, S 15, k 3",
-    ("eval_vqvae", "latent_nll"): "lambda_s 7",
+    ("vae_bundled", "rec"): "sigma 2",
+    ("vae", "sample_std"): "8 samples",
+    ("vae_smoothed", "rec"): "sigma 2",
+    ("vae_grad", "rec_grad"): GRAD,
+    ("vae_grad", "kl_grad"): GRAD,
+    ("vae_grad", "elbo_grad"): GRAD,
+    ("vae_tv", "vae_tv_restoration"): "10 steps, lr 0.1, TV 1.8",
+    **{
+        ("vae_elbo", s): "L = 15" for s in ("elbo", "kl", "rec_nll", "iwae", "iwae_kl", "iwae_rec")
+    },
+    ("cevae_bundled", "cevae_combined"): "l2 x SmoothGrad n = 2, sigma 3",
+    ("vqvae", "latent_nll"): "lambda_s 7",
+    ("vqvae_restoration", "latent_restoration"): "lambda_p 5, S 15, k 3",
+    ("restoration", "disyre"): "5 steps",
+    ("restoration_ensemble", "fpi"): "3 views, through 2",
 }
 
 
@@ -42,20 +60,19 @@ def _number(text: str) -> str:
     return "–" if math.isnan(value) else f"{value:.3f}"
 
 
-def _rows(work: Path) -> list[tuple[str, str, dict[str, str]]]:
-    """(model, settings, csv row) of every evaluation found in ``work``."""
+def _rows(work: Path, folder: str) -> list[tuple[str, str, dict[str, str]]]:
+    """(model, settings, csv row) of every evaluation found under ``work/folder``."""
     rows = []
-    for folder, model in RUNS.items():
-        path = work / folder / "results.csv"
+    for name, model in RUNS.items():
+        path = work / f"{folder}{name}" / "results.csv"
         if path.exists():
             with path.open() as f:
-                rows += [(model, SETTINGS.get((folder, r["scorer"]), ""), r)
+                rows += [(model, SETTINGS.get((name, r["scorer"]), ""), r)
                          for r in csv.DictReader(f)]  # fmt: skip
     return rows
 
 
-def main(work: Path) -> None:
-    rows = _rows(work)
+def _table(rows: list[tuple[str, str, dict[str, str]]]) -> None:
     head = ["model", "scorer", "settings", "pixel AUROC", "pixel AP", "best Dice",
             "Dice @ val thr.", "sample AUROC", "sample AP"]  # fmt: skip
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
@@ -81,6 +98,12 @@ def main(work: Path) -> None:
             label = r["scorer"] + (f" ({params})" if params else "")
             print(f"| {model} | `{label}` | "
                   + " | ".join(_number(ap.get(g, "nan")) for g in groups) + " |")  # fmt: skip
+
+
+def main(work: Path) -> None:
+    for title, folder in DATA.values():
+        print(f"\n### {title[0].upper() + title[1:]}\n")
+        _table(_rows(work, folder))
 
 
 if __name__ == "__main__":

@@ -35,21 +35,11 @@ timed train-dae anomaly-maps train --model dae --preset zimmerer2019 \
 
 VAE=$W/vae64.best.safetensors DAE=$W/dae64.best.safetensors
 GRAD=(--scorer rec_grad --scorer kl_grad --scorer elbo_grad --param rec_grad:n_smooth=4
-      --param kl_grad:n_smooth=4 --param elbo_grad:n_smooth=4)
-EVAL=(--batch-size 64 --seed 0 --volume-score map_p99 --device cpu --overwrite)
+      --param kl_grad:n_smooth=4 --param elbo_grad:n_smooth=4 --volume-score map_p99)
 for data in template colin27; do
-    run() {  # run NAME CHECKPOINT SCORER-OPTIONS...
-        local name=$1 ckpt=$2; shift 2
-        if [ "$data" = template ]; then
-            timed "eval-$name" anomaly-maps evaluate --checkpoint "$ckpt" --benchmark "$B" \
-                --out "$W/eval_$name" "$@" "${EVAL[@]}"
-        else
-            timed "colin27-$name" bash scripts/real_subject.sh "$W" "$ckpt" "$name" "$@" \
-                --volume-score map_p99
-        fi
-    }
-    run vae "$VAE" --scorer rec --scorer sample_std
-    run vae_smoothed "$VAE" --scorer rec --param rec:sigma=2
-    run vae_grad "$VAE" "${GRAD[@]}"
-    run dae "$DAE" --scorer rec
+    evaluate_on "$data" vae "$VAE" --scorer rec --scorer sample_std --volume-score map_p99
+    evaluate_on "$data" vae_smoothed "$VAE" --scorer rec --param rec:sigma=2 \
+        --volume-score map_p99
+    evaluate_on "$data" vae_grad "$VAE" "${GRAD[@]}"
+    evaluate_on "$data" dae "$DAE" --scorer rec --volume-score map_p99
 done

@@ -5,9 +5,12 @@ twice on the axial 64x64 slices of a benchmark's training volumes, with
 ``dead_code_threshold`` 0 (no restarts) and 1 (Jukebox's random restarts), for the same
 number of steps, and prints the perplexity and fraction of codes used on the training
 slices. The first run stops at ``--seconds`` (or ``--steps``); the second runs as many.
+With ``--checkpoint`` it trains nothing and prints the usage of that checkpoint's VQ-VAE
+on the benchmark's training slices, made as the checkpoint's preprocessing makes them.
 
     anomaly-maps make-benchmark --out /tmp/vqb --n-train 4 --n-val 2 --n-test 2 --seed 0 --shape 64
     python scripts/vqvae_codebook_usage.py /tmp/vqb --seconds 120
+    python scripts/vqvae_codebook_usage.py /tmp/vqb --checkpoint vq_prior.safetensors
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from anomaly_maps.checkpoint import load_checkpoint
 from anomaly_maps.models.codebook import code_usage
 from anomaly_maps.models.vqvae import VQVAE, VQVAEConfig
 from anomaly_maps.preprocessing import PreprocessingSpec
@@ -39,7 +43,8 @@ def usage(model: VQVAE, images: torch.Tensor) -> dict[str, float]:
     with torch.no_grad():
         codes = torch.cat([model.eval().codes(x) for x in images.split(64)])
     model.train()
-    return {k: round(float(v), 3) for k, v in code_usage(codes, CONFIG["num_codes"]).items()}
+    usage = code_usage(codes, model.config.num_codes)
+    return {k: round(float(v), 3) for k, v in usage.items()}
 
 
 def train(images: torch.Tensor, threshold: float, steps: int, seconds: float) -> tuple[int, dict]:
@@ -64,8 +69,14 @@ def main() -> None:
     parser.add_argument("benchmark", type=Path)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--checkpoint", type=Path, help="report this trained VQ-VAE's usage")
     args = parser.parse_args()
     paths = sorted((args.benchmark / "train").glob("*.nii.gz"))
+    if args.checkpoint is not None:
+        ckpt = load_checkpoint(args.checkpoint)
+        images = load_slices(paths, ckpt.preprocessing).images
+        print(f"{ckpt.name}, {len(images)} training slices: {usage(ckpt.models['vqvae'], images)}")
+        return
     images = load_slices(paths, PreprocessingSpec(axis="axial", size=64)).images
     steps, off = train(images, 0.0, args.steps, args.seconds)
     print(f"{len(images)} slices, {steps} steps of 16; restarts off: {off}", flush=True)
