@@ -4,6 +4,7 @@
 #   ensure_benchmark DIR    makes the 30-test-volume benchmark of issue 15 at DIR (40
 #                           healthy training, 10 validation and 30 test volumes of the
 #                           template at 128^3, seed 0) unless DIR/train exists
+#   healthy_val DIR         prints the paths of DIR's healthy validation volumes
 #   evaluate_on DATA NAME CHECKPOINT [evaluate options...]
 #                           DATA template: `anomaly-maps evaluate` on $W/bench's test
 #                           split into $W/eval_NAME; DATA colin27: the real held-out
@@ -15,6 +16,10 @@ ensure_benchmark() {
         timed benchmark anomaly-maps make-benchmark --out "$1" --n-train 40 --n-val 10 \
             --n-test 30 --seed 0 --shape 128
     fi
+}
+
+healthy_val() {
+    awk -F, -v b="$1" '$1 == "val" && $3 == 0 {print b "/val/toy/" $2}' "$1/cases.csv"
 }
 
 evaluate_on() {

@@ -50,7 +50,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("scans", nargs="+", help="healthy NIfTI scans")
-    parser.add_argument("--scorer", action="append", default=None, help="repeat; default both")
+    parser.add_argument(
+        "--scorer", action="append", default=None, help="repeat (default: disyre and fpi)"
+    )
     parser.add_argument("--factor", type=int, nargs="+", default=[2, 3],
                         help="slice thickness in voxels (each >= 2)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=32)

@@ -15,6 +15,7 @@
 #   WORKDIR/bench      the 30-test-volume benchmark (scripts/_benchmark30.sh)
 #   WORKDIR/vqvae64.safetensors, WORKDIR/vqvae64_prior.safetensors (+ .best, .metrics.csv)
 #   WORKDIR/codebook.txt   perplexity and codes used on the training slices
+#   WORKDIR/vqvae_transfer.md  the map on healthy scans with thicker slices
 #   WORKDIR/eval_vqvae*     `anomaly-maps evaluate` on the template's test split
 #   WORKDIR/colin27_eval/vqvae*  the same on Colin27
 #   WORKDIR/times.txt  seconds per stage
@@ -48,3 +49,10 @@ for data in template colin27; do
     evaluate_on "$data" vqvae_restoration "$CK" --scorer latent_restoration \
         --volume-score map_p99
 done
+# Item 3 of issue 15: the map on healthy validation scans re-acquired with 2x and 3x
+# thicker slices (p99 ratio 1.0 = as quiet as at the scan's own resolution).
+HEALTHY=$(healthy_val "$B")
+# shellcheck disable=SC2086
+timed transfer-vqvae python scripts/restoration_transfer.py "$CK" $HEALTHY \
+    --scorer latent_restoration --scorer rec --factor 2 3 --batch-size 64 \
+    | tee "$W/vqvae_transfer.md"

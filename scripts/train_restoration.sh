@@ -85,7 +85,7 @@ timed eval-restoration anomaly-maps evaluate --checkpoint "$CKPT" \
 # and with slices 2x and 3x thicker along each axis (p99 ratio 1.0 = as quiet). The
 # 128^3 benchmark has 1.82 mm voxels: slices 2 and 3 voxels thick (3.6 and 5.5 mm) are to
 # it what 2 mm and 3 mm slices are to a 1 mm scan.
-HEALTHY=$(awk -F, -v b="$B" '$1 == "val" && $3 == 0 {print b "/val/toy/" $2}' "$B/cases.csv")
+HEALTHY=$(healthy_val "$B")
 # shellcheck disable=SC2086
 timed transfer-restoration python scripts/restoration_transfer.py \
     "$CKPT" $HEALTHY --scorer disyre --scorer fpi \
