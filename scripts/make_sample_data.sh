@@ -1,8 +1,9 @@
 #!/bin/bash
 # Regenerate every file in src/anomaly_maps/sample_data/ with the project's own commands:
 # the MNI152 template (from nilearn), the benchmark the demo case and the models come
-# from, the two small models, and their calibration + benchmark metrics (in each card).
-# About 2 hours on 2 CPU cores. Usage: bash scripts/make_sample_data.sh [WORK_DIR]
+# from, the models (VAE, ceVAE, two restoration models and the two joined, VQ-VAE +
+# prior), and their calibration + benchmark metrics (in each card).
+# About 4 hours on 2 CPU cores. Usage: bash scripts/make_sample_data.sh [WORK_DIR]
 set -euo pipefail
 WORK=${1:-sample_runs}
 BENCH=$WORK/bench128
@@ -60,4 +61,14 @@ anomaly-maps ensemble "$OUT/restoration.safetensors" "$OUT/restoration64.safeten
   --out "$WORK/restoration_ensemble.safetensors" --overwrite
 bundle_fpi restoration_ensemble "$WORK/restoration_ensemble.safetensors" "$WORK/restoration/bench" \
   "" "${THREE[*]}"
+# The VQ-VAE + prior of seed 002 (issue 15, item 4): scripts/seed002_ranking.sh trains
+# both to convergence with dead-code restarts (about 35 + 15 minutes) on the restoration
+# model's benchmark (and evaluates it on Colin27: apt-get install mricron-data), then
+# it is calibrated for its three map scorers.
+mkdir -p "$WORK/vqvae"
+[ -e "$WORK/vqvae/bench" ] || ln -s "$(cd "$WORK/restoration/bench" && pwd)" "$WORK/vqvae/bench"
+bash scripts/seed002_ranking.sh "$WORK/vqvae"
+anomaly-maps make-sample-data --out "$OUT" --overwrite --benchmark "$WORK/vqvae/bench" \
+  --model vqvae="$WORK/vqvae/vqvae64_prior.best.safetensors" \
+  --scorer rec --scorer latent_nll --scorer latent_restoration
 du -sh "$OUT"

@@ -199,7 +199,7 @@ def run_demo(
         Receives the :func:`demo_outputs` files.
     model
         Bundled checkpoint: ``"vae"``, ``"cevae"``, ``"restoration"``,
-        ``"restoration64"`` or ``"restoration_ensemble"``.
+        ``"restoration64"``, ``"restoration_ensemble"`` or ``"vqvae"`` (with its prior).
     scorer, params
         The scorer; ``params=None`` takes the parameters the model was calibrated with.
     device, batch_size, seed, progress

@@ -40,6 +40,11 @@ SAMPLES: dict[str, tuple[str, str]] = {
         "the two restoration models joined (`anomaly-maps ensemble`: the larger of their "
         "calibrated fpi maps), calibrated, with benchmark metrics",
     ),
+    "vqvae": (
+        "vqvae_prior.safetensors",
+        "VQ-VAE + autoregressive prior of seed 002 (64x64 axial, 8x8 codes of 128), "
+        "calibrated for latent restoration, with benchmark metrics",
+    ),
 }
 """Sample key -> (file name in ``anomaly_maps/sample_data``, description)."""
 

@@ -11,7 +11,7 @@ from ._progress import bar_progress
 from ._scorers import add_list_scorers, scorer_params
 
 #: The bundled models (anomaly_maps.samples; not imported here, to keep --help light).
-BUNDLED = ("vae", "cevae", "restoration", "restoration64", "restoration_ensemble")
+BUNDLED = ("vae", "cevae", "restoration", "restoration64", "restoration_ensemble", "vqvae")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

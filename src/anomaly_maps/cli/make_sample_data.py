@@ -9,6 +9,7 @@ from ..errors import AnomalyMapsError
 from ._options import add_overwrite, add_run_options, out_folder
 from ._progress import bar_progress, command_line
 from ._scorers import Scorers, add_scorer_options, scorer_params
+from .demo import BUNDLED
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="test case with an anomaly: the demo scan and label")  # fmt: skip
     p.add_argument("--model", action="append", default=[], metavar="NAME=CKPT",
                    help="trained checkpoint to calibrate on the benchmark's val split, "
-                   "evaluate on its test split and bundle as NAME (vae, cevae)")  # fmt: skip
+                   "evaluate on its test split and bundle as NAME "
+                   f"({', '.join(BUNDLED)})")  # fmt: skip
     add_scorer_options(p, required=False, help="scorer to calibrate and evaluate")
     add_run_options(p)
     add_overwrite(p)
