@@ -4,6 +4,10 @@
 #   ensure_benchmark DIR    makes the 30-test-volume benchmark of issue 15 at DIR (40
 #                           healthy training, 10 validation and 30 test volumes of the
 #                           template at 128^3, seed 0) unless DIR/train exists
+#   converge_options DIR EPOCHS
+#                           sets TRAIN, the converged recipes' training options: DIR's
+#                           healthy training volumes, cosine learning rate, early
+#                           stopping (patience 8) on a held-out tenth, seed 0, CPU
 #   healthy_val DIR         prints the paths of DIR's healthy validation volumes
 #   evaluate_on DATA NAME CHECKPOINT [evaluate options...]
 #                           DATA template: `anomaly-maps evaluate` on $W/bench's test
@@ -16,6 +20,12 @@ ensure_benchmark() {
         timed benchmark anomaly-maps make-benchmark --out "$1" --n-train 40 --n-val 10 \
             --n-test 30 --seed 0 --shape 128
     fi
+}
+
+converge_options() {
+    TRAIN=(--data "$1/train/*.nii.gz" --epochs "$2" --batch-size 32 --lr 1e-3
+           --lr-schedule cosine --patience 8 --val-fraction 0.1 --min-foreground 0.01
+           --seed 0 --device cpu --overwrite)
 }
 
 healthy_val() {

@@ -25,9 +25,7 @@ mkdir -p "$W"
 # shellcheck source=scripts/_benchmark30.sh
 source "$(dirname "${BASH_SOURCE[0]}")/_benchmark30.sh"
 ensure_benchmark "$B"
-TRAIN=(--data "$B/train/*.nii.gz" --epochs "$EPOCHS" --batch-size 32 --lr 1e-3
-       --lr-schedule cosine --patience 8 --val-fraction 0.1 --min-foreground 0.01
-       --seed 0 --device cpu --overwrite)
+converge_options "$B" "$EPOCHS"  # sets TRAIN
 timed train-vae anomaly-maps train --model vae --preset zimmerer2019 \
     --set likelihood_scale=0.1 --out "$W/vae64.safetensors" "${TRAIN[@]}"
 timed train-dae anomaly-maps train --model dae --preset zimmerer2019 \

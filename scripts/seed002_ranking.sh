@@ -28,9 +28,7 @@ mkdir -p "$W"
 # shellcheck source=scripts/_benchmark30.sh
 source "$(dirname "${BASH_SOURCE[0]}")/_benchmark30.sh"
 ensure_benchmark "$B"
-TRAIN=(--data "$B/train/*.nii.gz" --epochs "$EPOCHS" --batch-size 32 --lr 1e-3
-       --lr-schedule cosine --patience 8 --val-fraction 0.1 --min-foreground 0.01
-       --seed 0 --device cpu --overwrite)
+converge_options "$B" "$EPOCHS"  # sets TRAIN
 VQ=$W/vqvae64.safetensors PRIOR=$W/vqvae64_prior.safetensors
 if [ ! -f "$W/vqvae64.best.safetensors" ]; then
     timed train-vqvae anomaly-maps train --model vqvae --preset marimont2021 --size 64 \
