@@ -43,8 +43,8 @@ def usage(model: VQVAE, images: torch.Tensor) -> dict[str, float]:
     with torch.no_grad():
         codes = torch.cat([model.eval().codes(x) for x in images.split(64)])
     model.train()
-    usage = code_usage(codes, model.config.num_codes)
-    return {k: round(float(v), 3) for k, v in usage.items()}
+    measured = code_usage(codes, model.config.num_codes)
+    return {k: round(float(v), 3) for k, v in measured.items()}
 
 
 def train(images: torch.Tensor, threshold: float, steps: int, seconds: float) -> tuple[int, dict]:

@@ -43,7 +43,7 @@ SAMPLES: dict[str, tuple[str, str]] = {
     "vqvae": (
         "vqvae_prior.safetensors",
         "VQ-VAE + autoregressive prior of seed 002 (64x64 axial, 8x8 codes of 128), "
-        "calibrated for latent restoration, with benchmark metrics",
+        "calibrated for rec, latent_nll and latent_restoration, with benchmark metrics",
     ),
 }
 """Sample key -> (file name in ``anomaly_maps/sample_data``, description)."""
