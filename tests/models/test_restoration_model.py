@@ -131,6 +131,8 @@ def test_presets_build_and_validate():
         RestorationConfig(shape_radius=(0.0, 0.2))  # a shape of radius 0 divides by 0
     with pytest.raises(ParameterError, match="level_range"):
         RestorationConfig(level_range=(0.5, 0.2))
+    with pytest.raises(ParameterError, match="own_patch"):
+        RestorationConfig(own_patch=1.5)
     with pytest.raises(ParameterError, match="expected float slices"):
         Restoration(RestorationConfig(size=16, widths=(8, 16)))(torch.rand(1, 1, 32, 32))
 
@@ -230,6 +232,32 @@ def test_foreign_patch_comes_from_another_slice():
     assert bool((source != torch.arange(4.0)).all())
     single = foreign_patches(x[:1], torch.Generator().manual_seed(0))
     assert single.shape == (1, 1, 8, 8)
+
+
+def test_own_patch_is_the_slices_own_tissue_moved_elsewhere():
+    """CutPaste-style patches: the slice's own values, displaced 1/16-1/4 of the slice
+    along each axis (never in place), and ``own_prob=0`` draws exactly as before."""
+    x = torch.rand(64, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    before = foreign_patches(x, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(
+        foreign_patches(x, torch.Generator().manual_seed(3), own_prob=0.0), before
+    )
+    own = foreign_patches(x, torch.Generator().manual_seed(3), own_prob=1.0)
+    sorted_values = lambda v: v.flatten(1).sort(1).values  # noqa: E731
+    torch.testing.assert_close(sorted_values(own), sorted_values(x))  # a permutation of itself
+    assert bool((own != x).flatten(1).any(1).all())
+    for b in range(64):  # some flip and roll of the slice, the roll 2-8 pixels per axis
+        found = [
+            (r, c)
+            for flip in ((), (-2,), (-1,), (-2, -1))
+            for r in range(-8, 9)
+            for c in range(-8, 9)
+            if torch.equal(own[b], torch.roll(x[b].flip(flip) if flip else x[b], (r, c), (-2, -1)))
+        ]
+        assert found and all(2 <= abs(r) <= 8 and 2 <= abs(c) <= 8 for r, c in found)
+    half = foreign_patches(x, torch.Generator().manual_seed(3), own_prob=0.5)
+    mine = (sorted_values(half) == sorted_values(x)).all(1).float().mean()
+    assert 0.3 < float(mine) < 0.7
 
 
 def test_thick_slices_average_along_one_axis():

@@ -37,6 +37,9 @@ References
 .. [3] Naval Marimont et al., "Ensembled Cold-Diffusion Restorations for Unsupervised
    Anomaly Detection", MICCAI 2024 (arXiv 2407.06635), Method (DAG: shape, texture
    and intensity bias drawn apart); reference code ``preprocessing/bias.py``.
+.. [4] Li, Sohn, Yoon, Pfister, "CutPaste: Self-Supervised Learning for Anomaly
+   Detection and Localization", CVPR 2021, Sec. 3.1: a patch of the image itself,
+   pasted at another place of it.
 """
 
 from __future__ import annotations
@@ -121,19 +124,35 @@ def shape_masks(
     return torch.sigmoid(level / edge)[:, None]
 
 
-def foreign_patches(x: torch.Tensor, generator: Generators) -> torch.Tensor:
+def foreign_patches(
+    x: torch.Tensor, generator: Generators, *, own_prob: float = 0.0
+) -> torch.Tensor:
     """Another slice of the batch for each slice, randomly flipped and shifted.
 
     Slice ``b`` takes slice ``(b + k) mod B`` with ``k`` drawn in ``[1, B - 1]`` (itself
     when ``B = 1``), flipped up-down and left-right each with probability 1/2, and rolled
     by up to a quarter of the slice in each direction, so the tissue comes from another
     place of another subject (FPI [1]_; DISYRE samples patches from other images).
+
+    With probability ``own_prob`` a slice takes its *own* tissue instead, flipped as
+    above and rolled by 1/16 to 1/4 of the slice along each axis (never in place): tissue
+    of the same scan from elsewhere, as CutPaste [4]_ pastes a patch of the image itself.
+    These draws come after the others, so ``own_prob=0`` keeps the random stream.
     """
     batch, _, height, width = x.shape
     k = integers(1, max(batch, 2), (batch,), generator, device=x.device) % max(batch, 1)
     partner = (torch.arange(batch, device=x.device) + k) % batch
     flips = uniform((batch, 2), generator, device=x.device) < 0.5
     shift = integers(-height // 4, height // 4 + 1, (batch, 2), generator, device=x.device)
+    if own_prob > 0:
+        u = uniform((batch, 5), generator, device=x.device)
+        own = u[:, 0] < own_prob
+        sides = torch.tensor([height, width], device=x.device)
+        low, high = (sides // 16).clamp_min(1), sides // 4
+        offset = low + (u[:, 1:3] * (high - low + 1)).long().clamp_max(high - low)
+        offset = torch.where(u[:, 3:5] < 0.5, -offset, offset)
+        partner = torch.where(own, torch.arange(batch, device=x.device), partner)
+        shift = torch.where(own[:, None], offset, shift)
     out = x[partner]
     out = torch.where(flips[:, 0, None, None, None], out.flip(-2), out)
     out = torch.where(flips[:, 1, None, None, None], out.flip(-1), out)
@@ -283,6 +302,7 @@ def corrupt(
     level_range: tuple[float, float] = (0.0, 1.0),
     thick_prob: float = 0.0,
     local: tuple[str, ...] = LOCAL_CHANGES,
+    own_patch: float = 0.0,
 ) -> Corruption:
     """Corrupt healthy slices ``(B, C, H, W)`` as DISYRE's forward process does.
 
@@ -310,11 +330,16 @@ def corrupt(
     (all three by default). The papers' foreign patches carry another place's
     tissue, never a change of the local texture or a displacement, which real lesions
     also show (mass effect, oedema, atrophy); the per-pixel target stays ``alpha m``.
+
+    ``own_patch`` is the probability that a slice's foreign patch is its own tissue from
+    elsewhere in the slice (:func:`foreign_patches`, CutPaste [4]_), in every mode.
     """
     if mode not in MODES:
         raise ValueError(f"corruption mode {mode!r}: expected 'fpi', 'dag' or 'mix'")
     if not valid_local_changes(tuple(local)):
         raise ValueError(f"local changes {local!r}: expected distinct names of {LOCAL_CHANGES}")
+    if not 0 <= own_patch <= 1:
+        raise ValueError(f"own_patch={own_patch!r}: expected a probability in [0, 1]")
     batch, _, size, _ = x.shape
     clean = thick_slices(x, generator, prob=thick_prob) if thick_prob > 0 else x
     foreground = clean > clean.flatten(1).amin(1)[:, None, None, None]
@@ -324,7 +349,7 @@ def corrupt(
     level = level_range[0] + (level_range[1] - level_range[0]) * uniform(
         (batch,), generator, device=x.device, dtype=x.dtype
     )
-    patch = foreign_patches(clean, generator)
+    patch = foreign_patches(clean, generator, own_prob=own_patch)
     if mode != "fpi":
         inside = shape > 0.5
         patch_tissue = patch > patch.flatten(1).amin(1)[:, None, None, None]

@@ -92,6 +92,9 @@ class RestorationConfig(ModelConfig):
         Probability of hiding the level from the network in training.
     alpha_weight : float
         Weight of the FPI head's BCE against the restoration MSE.
+    own_patch : float
+        Probability that a slice's foreign patch is its own tissue from elsewhere in the
+        slice (CutPaste-style, :func:`.corruptions.foreign_patches`); 0 as the papers.
     """
 
     kind: ClassVar[str] = "restoration"
@@ -106,6 +109,7 @@ class RestorationConfig(ModelConfig):
     thick_prob: float = 0.3
     p_unconditional: float = 0.3
     alpha_weight: float = 0.1
+    own_patch: float = 0.0
 
     def validate(self) -> None:
         """Check all fields; raise ``ParameterError`` naming the first bad one."""
@@ -136,7 +140,7 @@ class RestorationConfig(ModelConfig):
             "(min, max) with 0 < min < max <= 1",
         )
         self._require("level_range", _is_range(self.level_range, 0, 1), "(low, high) in [0, 1]")
-        for name in ("thick_prob", "p_unconditional"):
+        for name in ("thick_prob", "p_unconditional", "own_patch"):
             value = getattr(self, name)
             self._require(name, is_real(value) and 0 <= value <= 1, "a float in [0, 1]")
         self._require(
@@ -289,6 +293,7 @@ class Restoration(nn.Module):
             level_range=cfg.level_range,
             thick_prob=cfg.thick_prob,
             local=cfg.local_changes,
+            own_patch=cfg.own_patch,
         )
 
     def corruption_loss(self, sample: Corruption, generator: Generators = None) -> LossOutput:
