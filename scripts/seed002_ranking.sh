@@ -51,6 +51,6 @@ done
 # thicker slices (p99 ratio 1.0 = as quiet as at the scan's own resolution).
 HEALTHY=$(healthy_val "$B")
 # shellcheck disable=SC2086
-timed transfer-vqvae python scripts/restoration_transfer.py "$CK" $HEALTHY \
+timed transfer-vqvae python scripts/thick_slice_maps.py "$CK" $HEALTHY \
     --scorer latent_restoration --scorer rec --factor 2 3 --batch-size 64 \
     | tee "$W/vqvae_transfer.md"

@@ -89,6 +89,6 @@ timed eval-restoration anomaly-maps evaluate --checkpoint "$CKPT" \
 # it what 2 mm and 3 mm slices are to a 1 mm scan.
 HEALTHY=$(healthy_val "$B")
 # shellcheck disable=SC2086
-timed transfer-restoration python scripts/restoration_transfer.py \
+timed transfer-restoration python scripts/thick_slice_maps.py \
     "$CKPT" $HEALTHY --scorer disyre --scorer fpi \
     --factor 2 3 --batch-size 64 | tee "$W/restoration_transfer.md"

@@ -8,7 +8,7 @@ brain and the p99 relative to the p99 at the scan's own resolution (1.0 = as qui
 Factors rather than millimetres: on the 1.82 mm benchmark grid, 3 mm and 4.5 mm both
 round to 2 voxels, so a "3x thicker" row would silently repeat the 2x one. Usage::
 
-    python scripts/restoration_transfer.py RESTORATION.safetensors bench/val/toy/*.nii.gz \\
+    python scripts/thick_slice_maps.py CHECKPOINT.safetensors bench/val/toy/*.nii.gz \\
         --scorer disyre --scorer fpi --factor 2 3
 """
 
