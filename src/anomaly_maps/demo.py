@@ -198,8 +198,8 @@ def run_demo(
     out_dir
         Receives the :func:`demo_outputs` files.
     model
-        Bundled checkpoint: ``"vae"``, ``"cevae"``, ``"restoration"``,
-        ``"restoration64"``, ``"restoration_ensemble"`` or ``"vqvae"`` (with its prior).
+        A bundled model's name (:func:`~anomaly_maps.sample_build.bundled_models`; the
+        VQ-VAE sample holds its prior too).
     scorer, params
         The scorer; ``params=None`` takes the parameters the model was calibrated with.
     device, batch_size, seed, progress

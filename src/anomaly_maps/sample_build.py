@@ -39,7 +39,8 @@ class TemplateCopy:
 
 
 def bundled_models() -> list[str]:
-    """Sample keys of the bundled models (``vae``, ``cevae``): the ``--model`` names."""
+    """Sample keys of the bundled models (``vae``, ``restoration``, ...): the ``--model``
+    names."""
     return [key for key, (name, _) in SAMPLES.items() if name.endswith(".safetensors")]
 
 
