@@ -21,7 +21,7 @@
 #       [NORMALIZATION (percentile; or nyul, zscore)] [MIN_FOREGROUND (0.01)] \
 #       [AUGMENT (the defaults of anomaly_maps.augment.AugmentSpec; e.g. "sharpen=0.5")] \
 #       [AXES (axial; "axial coronal sagittal": multi-view, trains on all three)] \
-#       [LOCAL (noise; any of noise,blur,warp: the local changes of CORRUPTION=mix)] \
+#       [LOCAL (noise; any of noise,blur,warp,zoom: the local changes of CORRUPTION=mix)] \
 #       [OWN_PATCH (0; probability of a slice's own tissue as its foreign patch)]
 #   The model bundled before (restoration64): WORKDIR 30 "[16,32,64,128]" 64 dag \
 #       percentile 0.01 "" axial noise,blur,warp

@@ -26,11 +26,13 @@ from anomaly_maps.models.corruptions import (
     _blurred,
     _local_changes,
     _warped,
+    _zoomed,
     corrupt,
     foreign_patches,
     shape_masks,
     thick_slices,
 )
+from anomaly_maps.models.draws import uniform
 from anomaly_maps.preprocessing import PreprocessingSpec
 from anomaly_maps.scoring import get_scorer
 
@@ -348,6 +350,30 @@ def test_mix_draws_only_the_named_local_changes():
     torch.testing.assert_close(share, torch.tensor([0.5, 0.5]), atol=0.06, rtol=0)
     texture = (changes[0] - x)[shape > 0.5]
     assert abs(float(texture.mean())) < 0.1 * float(texture.std())
+
+
+def test_zoom_magnifies_or_shrinks_about_the_shapes_centre():
+    # a disc at the centre of a radial ramp (the distance to the centre): magnified
+    # tissue comes from nearer the centre, so the ramp falls inside; shrunk, it rises
+    side = 33
+    coords = torch.linspace(-1, 1, side)
+    rr, cc = torch.meshgrid(coords, coords, indexing="ij")
+    ramp = (rr**2 + cc**2).sqrt()[None, None].repeat(2, 1, 1, 1)
+    disc = (ramp < 0.5).float()
+    level = torch.ones(2)
+    sign_draw = uniform((2,), torch.Generator().manual_seed(0))
+    assert sign_draw[0] < 0.5 <= sign_draw[1]  # the first shrinks, the second magnifies
+    zoomed = _zoomed(ramp, disc, level, torch.Generator().manual_seed(0))
+    inside, outside = disc > 0.5, disc == 0
+    shrunk, magnified = zoomed[0], zoomed[1]
+    assert bool((magnified[inside[1]] <= ramp[1][inside[1]] + 1e-5).all())
+    assert bool((shrunk[inside[0]] >= ramp[0][inside[0]] - 1e-5).all())
+    # at the centre's neighbours the factor is nearly 2 (the bump is ~1 there)
+    near = (ramp[0] > 0.05) & (ramp[0] < 0.15)
+    ratio = magnified[near] / ramp[1][near]
+    assert float(ratio.min()) >= 0.5 and float(ratio.max()) < 0.62
+    torch.testing.assert_close(zoomed[:, :, outside[0, 0]], ramp[:, :, outside[0, 0]])
+    torch.testing.assert_close(_zoomed(ramp, disc, torch.zeros(2), None), ramp)
 
 
 def test_local_changes_are_checked():

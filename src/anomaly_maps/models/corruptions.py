@@ -40,6 +40,9 @@ References
 .. [4] Li, Sohn, Yoon, Pfister, "CutPaste: Self-Supervised Learning for Anomaly
    Detection and Localization", CVPR 2021, Sec. 3.1: a patch of the image itself,
    pasted at another place of it.
+.. [5] Schlueter, Tan, Hou, Kainz, "Natural Synthetic Anomalies for Self-supervised
+   Anomaly Detection and Localization", ECCV 2022, Sec. 3.1: source patches resized
+   before they are blended in.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ import torch.nn.functional as F
 from .draws import Generators, integers, normal, uniform
 
 __all__ = [
+    "DEFAULT_LOCAL",
     "LOCAL_CHANGES",
     "Corruption",
     "corrupt",
@@ -249,7 +253,34 @@ def _warped(x: torch.Tensor, shape: torch.Tensor, level: torch.Tensor, generator
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
-LOCAL_CHANGES = ("noise", "blur", "warp")
+def _zoomed(x: torch.Tensor, shape: torch.Tensor, level: torch.Tensor, generator) -> torch.Tensor:
+    """``x`` magnified or shrunk about the shape's centre of mass ``c`` by up to a factor
+    ``f = 2 ** (+-level)`` (sign drawn): sampled at ``p + (c - p) (1 - 1 / f) w(p)``,
+    bilinear, with ``w`` the shape times a Gaussian bump about ``c`` of the shape's rms
+    radius, so the change is largest at the centre and fades inside the shape. A scaled
+    copy of the slice's own tissue in place, as NSA resizes its source patches
+    (Schlueter et al. [5]_, Sec. 3.1); what a mass pushing tissue apart or an atrophy
+    drawing it in does to a region."""
+    batch, _, height, width = x.shape
+    sign = torch.where(uniform((batch,), generator, device=x.device) < 0.5, -1.0, 1.0)
+    factor = torch.exp(sign.to(x.dtype) * level * math.log(2.0))[:, None, None, None]
+    rows = torch.linspace(-1, 1, height, device=x.device, dtype=x.dtype)
+    cols = torch.linspace(-1, 1, width, device=x.device, dtype=x.dtype)
+    grid = torch.stack(torch.meshgrid(cols, rows, indexing="xy"), dim=-1)[None]  # (1,H,W,2)
+    mask = shape[:, 0, :, :, None]  # (B, H, W, 1)
+    mass = mask.sum((1, 2), keepdim=True).clamp_min(1e-6)
+    centre = (grid * mask).sum((1, 2), keepdim=True) / mass
+    dist2 = ((grid - centre) ** 2).sum(-1, keepdim=True)
+    spread = (dist2 * mask).sum((1, 2), keepdim=True) / mass
+    weight = mask * torch.exp(-dist2 / (2 * spread.clamp_min(1e-6)))
+    grid = grid + (centre - grid) * (1 - 1 / factor).permute(0, 2, 3, 1) * weight
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+LOCAL_CHANGES = ("noise", "blur", "warp", "zoom")
+DEFAULT_LOCAL = ("noise", "blur", "warp")
+"""The local changes ``mode="mix"`` draws from when none are named (those of the first
+``mix`` models; ``zoom`` came later and is named when wanted)."""
 
 
 def valid_local_changes(local: object) -> bool:
@@ -268,9 +299,9 @@ def _local_changes(
     level: torch.Tensor,
     foreground: torch.Tensor,
     generator: Generators,
-    kinds: tuple[str, ...] = LOCAL_CHANGES,
+    kinds: tuple[str, ...] = DEFAULT_LOCAL,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``kinds`` of local change (of :data:`LOCAL_CHANGES`: noise, blur, warp) of
+    """The ``kinds`` of local change (of :data:`LOCAL_CHANGES`: noise, blur, warp, zoom) of
     ``clean`` under ``shape`` at ``level``, each ``(B, C, H, W)``, in a
     ``(len(kinds), B, C, H, W)`` stack; and the slices' choice among them or the foreign
     patch (``(B,)`` in ``0..len(kinds)``, 0 the patch, half of the slices)."""
@@ -287,6 +318,8 @@ def _local_changes(
         changes.append((1 - a) * clean + a * _blurred(clean))
     if "warp" in kinds:
         changes.append(_warped(clean, shape, level, generator))
+    if "zoom" in kinds:
+        changes.append(_zoomed(clean, shape, level, generator))
     changes = torch.where(a > 0, torch.stack(changes), clean)
     n = len(kinds)
     bounds = torch.tensor([0.5 + 0.5 * k / n for k in range(n)], device=clean.device)
@@ -301,7 +334,7 @@ def corrupt(
     radius: tuple[float, float] = (0.08, 0.3),
     level_range: tuple[float, float] = (0.0, 1.0),
     thick_prob: float = 0.0,
-    local: tuple[str, ...] = LOCAL_CHANGES,
+    local: tuple[str, ...] = DEFAULT_LOCAL,
     own_patch: float = 0.0,
 ) -> Corruption:
     """Corrupt healthy slices ``(B, C, H, W)`` as DISYRE's forward process does.
@@ -326,10 +359,12 @@ def corrupt(
     shape at the same level (:func:`_local_changes`): added noise
     (``x_0 + alpha m sigma n``, ``sigma`` 10-40 % of the foreground range), lost detail
     (``(1 - alpha m) x_0 + alpha m blur(x_0)``) or a local warp (displacement up to
-    ``alpha`` x 6 % of the slice); ``local`` names the kinds drawn from, in equal shares
-    (all three by default). The papers' foreign patches carry another place's
-    tissue, never a change of the local texture or a displacement, which real lesions
-    also show (mass effect, oedema, atrophy); the per-pixel target stays ``alpha m``.
+    ``alpha`` x 6 % of the slice), or, named in ``local``, a magnification or shrinkage
+    about the shape's centre by up to 2x (:func:`_zoomed`); ``local`` names the kinds drawn
+    from, in equal shares (noise, blur and warp by default). The papers' foreign
+    patches carry another place's tissue, never a change of the local texture or a
+    displacement, which real lesions also show (mass effect, oedema, atrophy); the
+    per-pixel target stays ``alpha m``.
 
     ``own_patch`` is the probability that a slice's foreign patch is its own tissue from
     elsewhere in the slice (:func:`foreign_patches`, CutPaste [4]_), in every mode.

@@ -54,7 +54,14 @@ from torch import nn
 from .._config import is_int, is_real
 from ._base import LossOutput, ModelConfig, register_model
 from ._conv import check_slices
-from .corruptions import LOCAL_CHANGES, MODES, Corruption, corrupt, valid_local_changes
+from .corruptions import (
+    DEFAULT_LOCAL,
+    LOCAL_CHANGES,
+    MODES,
+    Corruption,
+    corrupt,
+    valid_local_changes,
+)
 from .draws import Generators, uniform
 
 __all__ = ["Restoration", "RestorationConfig"]
@@ -80,7 +87,8 @@ class RestorationConfig(ModelConfig):
         DISYRE v2's for half of the slices and local noise, blur or warps for the rest
         (:func:`.corrupt`).
     local_changes : tuple of str
-        The local changes ``"mix"`` draws from (``"noise"``, ``"blur"``, ``"warp"``).
+        The local changes ``"mix"`` draws from (``"noise"``, ``"blur"``, ``"warp"``,
+        ``"zoom"``; the first three by default).
     shape_radius : tuple of float
         ``(min, max)`` mean radius of the corruption shapes, fraction of ``size``.
     level_range : tuple of float
@@ -103,7 +111,7 @@ class RestorationConfig(ModelConfig):
     in_channels: int = 1
     widths: tuple[int, ...] = (16, 32, 64, 128)
     corruption: Mode = "dag"
-    local_changes: tuple[str, ...] = LOCAL_CHANGES
+    local_changes: tuple[str, ...] = DEFAULT_LOCAL
     shape_radius: tuple[float, float] = (0.06, 0.3)
     level_range: tuple[float, float] = (0.0, 1.0)
     thick_prob: float = 0.3
