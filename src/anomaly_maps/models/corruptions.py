@@ -237,6 +237,15 @@ def _blurred(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _identity_grid(x: torch.Tensor) -> torch.Tensor:
+    """The ``grid_sample`` grid that samples ``x`` ``(B, C, H, W)`` where it is:
+    ``(1, H, W, 2)``, (column, row) in [-1, 1], corners aligned."""
+    height, width = x.shape[-2:]
+    rows = torch.linspace(-1, 1, height, device=x.device, dtype=x.dtype)
+    cols = torch.linspace(-1, 1, width, device=x.device, dtype=x.dtype)
+    return torch.stack(torch.meshgrid(cols, rows, indexing="xy"), dim=-1)[None]
+
+
 def _warped(x: torch.Tensor, shape: torch.Tensor, level: torch.Tensor, generator) -> torch.Tensor:
     """``x`` locally displaced under the shape: a smooth random field (a 4x4 grid of
     vectors, bicubic), scaled to at most ``level`` x 6 % of the slice width where the
@@ -246,10 +255,7 @@ def _warped(x: torch.Tensor, shape: torch.Tensor, level: torch.Tensor, generator
     field = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=True)
     field = field / field.flatten(1).abs().amax(1).clamp_min(1e-6)[:, None, None, None]
     field = field * shape * (0.12 * level)[:, None, None, None]  # grid units: 2 = the width
-    rows = torch.linspace(-1, 1, height, device=x.device, dtype=x.dtype)
-    cols = torch.linspace(-1, 1, width, device=x.device, dtype=x.dtype)
-    grid = torch.stack(torch.meshgrid(cols, rows, indexing="xy"), dim=-1)[None]
-    grid = grid + field.permute(0, 2, 3, 1)
+    grid = _identity_grid(x) + field.permute(0, 2, 3, 1)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
@@ -261,12 +267,10 @@ def _zoomed(x: torch.Tensor, shape: torch.Tensor, level: torch.Tensor, generator
     copy of the slice's own tissue in place, as NSA resizes its source patches
     (Schlueter et al. [5]_, Sec. 3.1); what a mass pushing tissue apart or an atrophy
     drawing it in does to a region."""
-    batch, _, height, width = x.shape
+    batch = x.shape[0]
     sign = torch.where(uniform((batch,), generator, device=x.device) < 0.5, -1.0, 1.0)
     factor = torch.exp(sign.to(x.dtype) * level * math.log(2.0))[:, None, None, None]
-    rows = torch.linspace(-1, 1, height, device=x.device, dtype=x.dtype)
-    cols = torch.linspace(-1, 1, width, device=x.device, dtype=x.dtype)
-    grid = torch.stack(torch.meshgrid(cols, rows, indexing="xy"), dim=-1)[None]  # (1,H,W,2)
+    grid = _identity_grid(x)
     mask = shape[:, 0, :, :, None]  # (B, H, W, 1)
     mass = mask.sum((1, 2), keepdim=True).clamp_min(1e-6)
     centre = (grid * mask).sum((1, 2), keepdim=True) / mass
