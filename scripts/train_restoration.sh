@@ -22,7 +22,8 @@
 #       [AUGMENT (the defaults of anomaly_maps.augment.AugmentSpec; e.g. "sharpen=0.5")] \
 #       [AXES (axial; "axial coronal sagittal": multi-view, trains on all three)] \
 #       [LOCAL (noise; any of noise,blur,warp,zoom: the local changes of CORRUPTION=mix)] \
-#       [OWN_PATCH (0; probability of a slice's own tissue as its foreign patch)]
+#       [OWN_PATCH (0; probability of a slice's own tissue as its foreign patch)] \
+#       [SHAPE_CENTRES ([0.2,0.8]; range of the corruption shapes' centres, [0,1]: even)]
 #   The model bundled before (restoration64): WORKDIR 30 "[16,32,64,128]" 64 dag \
 #       percentile 0.01 "" axial noise,blur,warp
 #   WORKDIR/bench      the benchmark; made as scripts/results.sh makes it when absent
@@ -44,7 +45,7 @@
 # augmentation (anomaly_maps.augment: affine, elastic, bias field, gamma, noise), which
 # --no-augment would switch off (it is on here).
 set -euo pipefail
-W=${1:?usage: scripts/train_restoration.sh WORKDIR [EPOCHS] [WIDTHS] [SIZE] [CORRUPTION] [NORMALIZATION] [MIN_FOREGROUND] [AUGMENT] [AXES] [LOCAL] [OWN_PATCH]}
+W=${1:?usage: scripts/train_restoration.sh WORKDIR [EPOCHS] [WIDTHS] [SIZE] [CORRUPTION] [NORMALIZATION] [MIN_FOREGROUND] [AUGMENT] [AXES] [LOCAL] [OWN_PATCH] [SHAPE_CENTRES]}
 EPOCHS=${2:-16}
 WIDTHS=${3:-[16,32,64,128,128]}
 SIZE=${4:-128}
@@ -55,6 +56,7 @@ read -r -a AUGMENT <<< "${8:-}"  # KEY=VALUE strengths, split on spaces
 read -r -a AXES <<< "${9:-axial}"
 LOCAL=${10:-noise}
 OWN_PATCH=${11:-0}
+SHAPE_CENTRES=${12:-[0.2,0.8]}
 CKPT=$W/restoration$SIZE.safetensors
 # RESUME=1 continues an interrupted run from its last finished epoch
 START=--overwrite
@@ -69,7 +71,8 @@ ensure_benchmark "$B"
 timed train-restoration anomaly-maps train --model restoration --preset cpu128 \
     --set "size=$SIZE" in_channels=1 "widths=$WIDTHS" "corruption=$CORRUPTION" \
           "local_changes=[\"${LOCAL//,/\",\"}\"]" \
-          'shape_radius=[0.06,0.3]' 'level_range=[0.0,1.0]' thick_prob=0.3 \
+          'shape_radius=[0.06,0.3]' "shape_centres=$SHAPE_CENTRES" 'level_range=[0.0,1.0]' \
+          thick_prob=0.3 \
           p_unconditional=0.3 alpha_weight=0.1 "own_patch=$OWN_PATCH" \
     --data "$B/train/*.nii.gz" --out "$CKPT" \
     --axis "${AXES[@]}" --size "$SIZE" --normalization "$NORMALIZATION" \

@@ -376,6 +376,26 @@ def test_zoom_magnifies_or_shrinks_about_the_shapes_centre():
     torch.testing.assert_close(_zoomed(ramp, disc, torch.zeros(2), None), ramp)
 
 
+def test_shape_centres_over_the_whole_slice_cover_it_evenly():
+    # the default centres (0.2-0.8) put the middle of the slice under a shape more than
+    # twice as often as a ring 4-8 px inside its border; centres anywhere, about as often
+    def middle_over_ring(centres):
+        cover = shape_masks(800, SIDE, torch.Generator().manual_seed(0), centres=centres)
+        cover = cover[:, 0].mean(0)
+        inner = torch.zeros(SIDE, SIDE, dtype=torch.bool)
+        inner[8:24, 8:24] = True
+        ring = torch.zeros_like(inner)
+        ring[4:28, 4:28] = True
+        return float(cover[12:20, 12:20].mean() / cover[ring & ~inner].mean())
+
+    assert middle_over_ring((0.2, 0.8)) > 2.0
+    assert middle_over_ring((0.0, 1.0)) < 1.3
+    with pytest.raises(ParameterError, match="shape_centres"):
+        RestorationConfig(shape_centres=(0.6, 0.4))
+    with pytest.raises(ValueError, match="centres"):
+        corrupt(torch.rand(2, 1, 16, 16), None, centres=(0.0, 1.5))
+
+
 def test_local_changes_are_checked():
     with pytest.raises(ParameterError, match="local_changes"):
         RestorationConfig(local_changes=("noise", "noise"))

@@ -97,17 +97,21 @@ def shape_masks(
     generator: Generators,
     *,
     radius: tuple[float, float] = (0.08, 0.3),
+    centres: tuple[float, float] = (0.2, 0.8),
     device=None,
     dtype=torch.float32,
 ) -> torch.Tensor:
     """Soft random shapes ``(B, 1, size, size)`` in [0, 1], one per slice.
 
-    ``radius`` is the (min, max) mean radius as a fraction of ``size``; each shape gets
-    an elongation in [1, 2.5], an orientation, a border roughness from a 5x5 bicubic
-    noise grid and an edge softness of 1-3 % of the slice.
+    ``radius`` is the (min, max) mean radius as a fraction of ``size``, ``centres`` the
+    range of the centre along each axis (fractions of the slice; over the whole slice,
+    ``(0, 1)``, every pixel is as often under a shape, while the default favours the
+    middle of the slice: deep brain more than its edge); each shape gets an elongation
+    in [1, 2.5], an orientation, a border roughness from a 5x5 bicubic noise grid and an
+    edge softness of 1-3 % of the slice.
     """
     u = uniform((batch, 7), generator, device=device, dtype=dtype)
-    centre = 0.2 + 0.6 * u[:, :2]
+    centre = centres[0] + (centres[1] - centres[0]) * u[:, :2]
     mean_r = radius[0] + (radius[1] - radius[0]) * u[:, 2]
     stretch = 1.0 + 1.5 * u[:, 3]
     angle = math.pi * u[:, 4]
@@ -340,6 +344,7 @@ def corrupt(
     thick_prob: float = 0.0,
     local: tuple[str, ...] = DEFAULT_LOCAL,
     own_patch: float = 0.0,
+    centres: tuple[float, float] = (0.2, 0.8),
 ) -> Corruption:
     """Corrupt healthy slices ``(B, C, H, W)`` as DISYRE's forward process does.
 
@@ -371,7 +376,8 @@ def corrupt(
     per-pixel target stays ``alpha m``.
 
     ``own_patch`` is the probability that a slice's foreign patch is its own tissue from
-    elsewhere in the slice (:func:`foreign_patches`, CutPaste [4]_), in every mode.
+    elsewhere in the slice (:func:`foreign_patches`, CutPaste [4]_), in every mode;
+    ``centres`` the range of the shapes' centres (:func:`shape_masks`).
     """
     if mode not in MODES:
         raise ValueError(f"corruption mode {mode!r}: expected 'fpi', 'dag' or 'mix'")
@@ -379,11 +385,15 @@ def corrupt(
         raise ValueError(f"local changes {local!r}: expected distinct names of {LOCAL_CHANGES}")
     if not 0 <= own_patch <= 1:
         raise ValueError(f"own_patch={own_patch!r}: expected a probability in [0, 1]")
+    if not 0 <= centres[0] < centres[1] <= 1:
+        raise ValueError(f"centres={centres!r}: expected (low, high) with 0 <= low < high <= 1")
     batch, _, size, _ = x.shape
     clean = thick_slices(x, generator, prob=thick_prob) if thick_prob > 0 else x
     foreground = clean > clean.flatten(1).amin(1)[:, None, None, None]
     foreground = foreground.any(1, keepdim=True)
-    shape = shape_masks(batch, size, generator, radius=radius, device=x.device, dtype=x.dtype)
+    shape = shape_masks(
+        batch, size, generator, radius=radius, centres=centres, device=x.device, dtype=x.dtype
+    )
     shape = shape * foreground
     level = level_range[0] + (level_range[1] - level_range[0]) * uniform(
         (batch,), generator, device=x.device, dtype=x.dtype

@@ -91,6 +91,10 @@ class RestorationConfig(ModelConfig):
         ``"zoom"``; the first three by default).
     shape_radius : tuple of float
         ``(min, max)`` mean radius of the corruption shapes, fraction of ``size``.
+    shape_centres : tuple of float
+        ``(low, high)`` range of the shapes' centres along each axis, fraction of the
+        slice; ``(0, 1)`` puts every pixel under a shape as often, the default
+        ``(0.2, 0.8)`` (the first models') favours the middle of the slice.
     level_range : tuple of float
         Range of the corruption level ``alpha``, ``0 <= low < high <= 1`` (reference
         ``alpha_range=[0, 1]``).
@@ -113,6 +117,7 @@ class RestorationConfig(ModelConfig):
     corruption: Mode = "dag"
     local_changes: tuple[str, ...] = DEFAULT_LOCAL
     shape_radius: tuple[float, float] = (0.06, 0.3)
+    shape_centres: tuple[float, float] = (0.2, 0.8)
     level_range: tuple[float, float] = (0.0, 1.0)
     thick_prob: float = 0.3
     p_unconditional: float = 0.3
@@ -146,6 +151,9 @@ class RestorationConfig(ModelConfig):
             "shape_radius",
             _is_range(self.shape_radius, 0, 1) and self.shape_radius[0] > 0,
             "(min, max) with 0 < min < max <= 1",
+        )
+        self._require(
+            "shape_centres", _is_range(self.shape_centres, 0, 1), "(low, high) in [0, 1]"
         )
         self._require("level_range", _is_range(self.level_range, 0, 1), "(low, high) in [0, 1]")
         for name in ("thick_prob", "p_unconditional", "own_patch"):
@@ -302,6 +310,7 @@ class Restoration(nn.Module):
             thick_prob=cfg.thick_prob,
             local=cfg.local_changes,
             own_patch=cfg.own_patch,
+            centres=cfg.shape_centres,
         )
 
     def corruption_loss(self, sample: Corruption, generator: Generators = None) -> LossOutput:
