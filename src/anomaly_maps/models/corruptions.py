@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from .draws import Generators, integers, normal, uniform
 
 __all__ = [
+    "DEFAULT_CENTRES",
     "DEFAULT_LOCAL",
     "LOCAL_CHANGES",
     "Corruption",
@@ -91,13 +92,18 @@ class Corruption:
     alpha_map: torch.Tensor
 
 
+DEFAULT_CENTRES = (0.2, 0.8)
+"""The range of the corruption shapes' centres along each axis, fractions of the slice,
+when none is given (that of the first models; it favours the middle of the slice)."""
+
+
 def shape_masks(
     batch: int,
     size: int,
     generator: Generators,
     *,
     radius: tuple[float, float] = (0.08, 0.3),
-    centres: tuple[float, float] = (0.2, 0.8),
+    centres: tuple[float, float] = DEFAULT_CENTRES,
     device=None,
     dtype=torch.float32,
 ) -> torch.Tensor:
@@ -344,7 +350,7 @@ def corrupt(
     thick_prob: float = 0.0,
     local: tuple[str, ...] = DEFAULT_LOCAL,
     own_patch: float = 0.0,
-    centres: tuple[float, float] = (0.2, 0.8),
+    centres: tuple[float, float] = DEFAULT_CENTRES,
 ) -> Corruption:
     """Corrupt healthy slices ``(B, C, H, W)`` as DISYRE's forward process does.
 

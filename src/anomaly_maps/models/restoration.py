@@ -55,6 +55,7 @@ from .._config import is_int, is_real
 from ._base import LossOutput, ModelConfig, register_model
 from ._conv import check_slices
 from .corruptions import (
+    DEFAULT_CENTRES,
     DEFAULT_LOCAL,
     LOCAL_CHANGES,
     MODES,
@@ -117,7 +118,7 @@ class RestorationConfig(ModelConfig):
     corruption: Mode = "dag"
     local_changes: tuple[str, ...] = DEFAULT_LOCAL
     shape_radius: tuple[float, float] = (0.06, 0.3)
-    shape_centres: tuple[float, float] = (0.2, 0.8)
+    shape_centres: tuple[float, float] = DEFAULT_CENTRES
     level_range: tuple[float, float] = (0.0, 1.0)
     thick_prob: float = 0.3
     p_unconditional: float = 0.3
