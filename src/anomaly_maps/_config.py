@@ -13,7 +13,7 @@ from typing import Any, ClassVar, TypeVar
 
 from .errors import ParameterError
 
-__all__ = ["FrozenConfig", "is_int", "is_real"]
+__all__ = ["FrozenConfig", "is_int", "is_range", "is_real"]
 
 C = TypeVar("C", bound="FrozenConfig")
 
@@ -26,6 +26,16 @@ def is_int(value: Any) -> bool:
 def is_real(value: Any) -> bool:
     """True for a finite ``int`` or ``float`` (``bool`` excluded)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_range(pair: Any, low: float, high: float) -> bool:
+    """True for a tuple of two reals ``(a, b)`` with ``low <= a < b <= high``."""
+    return (
+        isinstance(pair, tuple)
+        and len(pair) == 2
+        and all(is_real(v) for v in pair)
+        and low <= pair[0] < pair[1] <= high
+    )
 
 
 @dataclass(frozen=True)

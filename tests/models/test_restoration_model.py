@@ -396,6 +396,15 @@ def test_shape_centres_over_the_whole_slice_cover_it_evenly():
         corrupt(torch.rand(2, 1, 16, 16), None, centres=(0.0, 1.5))
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("radius", (0.0, 0.3)), ("radius", (0.3, 0.1)), ("level_range", (0.5, 1.2))],
+)
+def test_corrupt_checks_its_ranges_before_drawing(option, value):
+    with pytest.raises(ValueError, match=f"^{option}="):
+        corrupt(torch.rand(2, 1, 16, 16), None, **{option: value})
+
+
 def test_local_changes_are_checked():
     with pytest.raises(ParameterError, match="local_changes"):
         RestorationConfig(local_changes=("noise", "noise"))

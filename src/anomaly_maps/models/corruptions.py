@@ -53,6 +53,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .._config import is_range
 from .draws import Generators, integers, normal, uniform
 
 __all__ = [
@@ -391,8 +392,11 @@ def corrupt(
         raise ValueError(f"local changes {local!r}: expected distinct names of {LOCAL_CHANGES}")
     if not 0 <= own_patch <= 1:
         raise ValueError(f"own_patch={own_patch!r}: expected a probability in [0, 1]")
-    if not 0 <= centres[0] < centres[1] <= 1:
-        raise ValueError(f"centres={centres!r}: expected (low, high) with 0 <= low < high <= 1")
+    for name, pair in (("radius", radius), ("level_range", level_range), ("centres", centres)):
+        if not is_range(pair, 0, 1):
+            raise ValueError(f"{name}={pair!r}: expected (low, high) with 0 <= low < high <= 1")
+    if radius[0] <= 0:
+        raise ValueError(f"radius={radius!r}: expected a smallest radius above 0")
     batch, _, size, _ = x.shape
     clean = thick_slices(x, generator, prob=thick_prob) if thick_prob > 0 else x
     foreground = clean > clean.flatten(1).amin(1)[:, None, None, None]

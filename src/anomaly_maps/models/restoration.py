@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._config import is_int, is_real
+from .._config import is_int, is_range, is_real
 from ._base import LossOutput, ModelConfig, register_model
 from ._conv import check_slices
 from .corruptions import (
@@ -150,28 +150,17 @@ class RestorationConfig(ModelConfig):
         )
         self._require(
             "shape_radius",
-            _is_range(self.shape_radius, 0, 1) and self.shape_radius[0] > 0,
+            is_range(self.shape_radius, 0, 1) and self.shape_radius[0] > 0,
             "(min, max) with 0 < min < max <= 1",
         )
-        self._require(
-            "shape_centres", _is_range(self.shape_centres, 0, 1), "(low, high) in [0, 1]"
-        )
-        self._require("level_range", _is_range(self.level_range, 0, 1), "(low, high) in [0, 1]")
+        self._require("shape_centres", is_range(self.shape_centres, 0, 1), "(low, high) in [0, 1]")
+        self._require("level_range", is_range(self.level_range, 0, 1), "(low, high) in [0, 1]")
         for name in ("thick_prob", "p_unconditional", "own_patch"):
             value = getattr(self, name)
             self._require(name, is_real(value) and 0 <= value <= 1, "a float in [0, 1]")
         self._require(
             "alpha_weight", is_real(self.alpha_weight) and self.alpha_weight >= 0, "a float >= 0"
         )
-
-
-def _is_range(pair: object, low: float, high: float) -> bool:
-    return (
-        isinstance(pair, tuple)
-        and len(pair) == 2
-        and all(is_real(v) for v in pair)
-        and low <= pair[0] < pair[1] <= high
-    )
 
 
 def _level_features(level: torch.Tensor | None, batch: int, like: torch.Tensor) -> torch.Tensor:
