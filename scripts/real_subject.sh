@@ -4,9 +4,13 @@
 # 1 mm, 181x217x181), never used in training, with the benchmark generator's synthetic
 # anomalies inserted at its own resolution, then `anomaly-maps evaluate` of one model.
 #
-# The `mood` normalisation and the "Dice @ val thr." threshold come from this subject's
-# own validation draws (6 volumes, 3 healthy): a site calibration on a few healthy scans
-# of the same scanner, as a user of a new site would do. Choosing models by these
+# The "Dice @ val thr." threshold comes from this subject's own validation draws (6
+# volumes, 3 healthy), as a user of a new site would set it on a few scans of the same
+# scanner; so does the `mood` normalisation of a checkpoint without a calibration of the
+# scorer. A calibrated checkpoint keeps its own (from the template's healthy validation
+# volumes): one monotone map for every volume, which leaves the pooled AP and the AUROCs
+# as they are up to float16 rounding. A joined model's member scales do change them
+# (docs/results.md, "site calibration"). Choosing models by these
 # numbers makes Colin27 a validation subject, not a test subject; the models are also
 # measured on real subjects this project does not have.
 #

@@ -223,6 +223,10 @@ class TrainingRecord:
         The space of the training volumes (:func:`anomaly_maps.model_space.space_of`:
         name, shape, affine, orientation); ``None``: not recorded (checkpoints written
         before the field), read by :func:`~anomaly_maps.model_space.checkpoint_space`.
+    started_from
+        Fine-tuning (``anomaly-maps train --init``): the file whose weights the run
+        started from and that file's own training record (``{"file", "training"}``);
+        ``None``: trained from a random initialisation.
     """
 
     volumes: tuple[str, ...] = ()
@@ -242,6 +246,7 @@ class TrainingRecord:
     skull_stripped: bool | None = None
     modality: str | None = None
     space: dict[str, Any] | None = None
+    started_from: dict[str, Any] | None = None
 
     record_version: ClassVar[int] = 1
 
@@ -252,7 +257,7 @@ class TrainingRecord:
         data["volumes"], data["val_volumes"] = list(self.volumes), list(self.val_volumes)
         if self.skull_stripped is None:  # unknown stays absent: an old header reads back as it was
             del values["skull_stripped"]
-        for name in ("space", "modality"):  # likewise for headers written before these
+        for name in ("space", "modality", "started_from"):  # likewise for headers before these
             if values[name] is None:
                 del values[name]
         return {_VERSION_KEY: self.record_version, "data": data, **values}
@@ -289,6 +294,8 @@ class TrainingRecord:
             ("skull-stripped data", _SKULL_STRIPPED[self.skull_stripped]),
             ("modality", self.modality or "MR (not recorded: the MR template)"),
         ]
+        if self.started_from is not None:
+            rows.append(("fine-tuned from", str(self.started_from.get("file"))))
         if "val_loss" in self.final_losses:
             rows.append(("final val loss", f"{self.final_losses['val_loss']:.4g}"))
         return rows

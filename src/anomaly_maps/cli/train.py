@@ -33,17 +33,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="model hyper-parameters, e.g. latent_dim=256 beta=0.5")  # fmt: skip
     p.add_argument("--vqvae", default=None, metavar="CHECKPOINT",
                    help="trained VQ-VAE whose codes a prior learns")  # fmt: skip
-    p.add_argument("--axis", nargs="+", choices=AXES, default=["axial"],
-                   help="slicing axis; more than one: the model also trains on slices "
-                   "along the others (multi-view, for scoring with views=orthogonal)")  # fmt: skip
+    p.add_argument("--init", default=None, metavar="CHECKPOINT",
+                   help="fine-tune: start from this checkpoint's weights, e.g. a bundled "
+                   "model on a site's own healthy scans; its hyper-parameters and "
+                   "preprocessing are kept (no --preset, --set, --size, --channels, "
+                   "--normalization)")  # fmt: skip
+    p.add_argument("--axis", nargs="+", choices=AXES, default=None,
+                   help="slicing axis (default axial, or --init's); more than one: the "
+                   "model also trains on slices along the others (multi-view, for "
+                   "scoring with views=orthogonal)")  # fmt: skip
     p.add_argument("--size", type=integer(4), default=None,
                    help="in-plane size (default: preset's)")  # fmt: skip
     p.add_argument("--channels", type=integer(1), default=None,
                    help="input channels: 3 for RGB images (default: preset's, 1)")  # fmt: skip
-    p.add_argument("--normalization", choices=("percentile", "zscore", "nyul"),
-                   default="percentile",
-                   help="intensities: foreground percentiles to [0, 1], z-score, or Nyúl "
-                   "histogram standardisation learnt from the training scans")  # fmt: skip
+    p.add_argument("--normalization", choices=("percentile", "zscore", "nyul"), default=None,
+                   help="intensities: foreground percentiles to [0, 1] (the default), "
+                   "z-score, or Nyúl histogram standardisation learnt from the training "
+                   "scans")  # fmt: skip
     p.add_argument("--epochs", type=integer(1), default=20)
     p.add_argument("--batch-size", type=integer(1), default=64, help="slices per step")
     p.add_argument("--lr", type=real(0, low_open=True), default=2e-4, help="learning rate")
@@ -115,6 +121,53 @@ def _model_config(args: argparse.Namespace):
     return config_from_dict(args.model, {**base, **overrides})
 
 
+def _recipe(args: argparse.Namespace, paths: Sequence[str]):
+    """The model config and preprocessing: from --init's checkpoint, else the options."""
+    from ..images2d import is_image2d
+    from ..preprocessing import PreprocessingSpec
+
+    if args.init is not None:
+        return _init_recipe(args)
+    model_config = _model_config(args)
+    preprocessing = PreprocessingSpec(
+        axis=(args.axis or ["axial"])[0],
+        size=getattr(model_config, "size", args.size or 64),
+        normalization=args.normalization or "percentile",
+        images=bool(paths) and all(is_image2d(p) for p in paths),
+    )
+    return model_config, preprocessing
+
+
+def _init_recipe(args: argparse.Namespace):
+    """--init's model config and preprocessing, refusing options that would change them."""
+    from ..checkpoint import read_header
+    from ..models import config_from_dict
+    from ..preprocessing import PreprocessingSpec
+
+    options = {"--preset": args.preset, "--set": args.set, "--size": args.size,
+               "--channels": args.channels, "--normalization": args.normalization}  # fmt: skip
+    given = [name for name, value in options.items() if value]
+    if given:
+        raise AnomalyMapsError(
+            f"--init {args.init}: {', '.join(given)} would change the model it starts "
+            "from; fine-tuning keeps its hyper-parameters and preprocessing"
+        )
+    header = read_header(args.init)
+    models = header.get("models") or {}
+    if args.model not in models:
+        raise AnomalyMapsError(
+            f"--init {args.init}: holds {'+'.join(models) or 'no model'}: expected a "
+            f"{args.model} model (--model)"
+        )
+    preprocessing = PreprocessingSpec.from_dict(header["preprocessing"])
+    if args.axis and args.axis[0] != preprocessing.axis:
+        raise AnomalyMapsError(
+            f"--axis {args.axis[0]}: --init {args.init} slices {preprocessing.axis}; "
+            f"fine-tuning keeps it (name it first, other axes after it)"
+        )
+    return config_from_dict(args.model, models[args.model]), preprocessing
+
+
 def _augment_spec(args: argparse.Namespace):
     """The augmentation strengths from --augment (defaults for the rest); None without."""
     from ..augment import AugmentSpec
@@ -134,20 +187,11 @@ def _tqdm_progress(batches, epoch: int, split: str):
 
 def run(args: argparse.Namespace) -> int:
     """Train a model on healthy volumes; writes the checkpoint after every epoch."""
-    from ..preprocessing import PreprocessingSpec
     from ..training import TrainConfig, dist_from_env, metrics_path, train
 
-    model_config = _model_config(args)
-    augment_spec = _augment_spec(args)
-    from ..images2d import is_image2d
-
     paths = expand_paths(args.data)
-    preprocessing = PreprocessingSpec(
-        axis=args.axis[0],
-        size=getattr(model_config, "size", args.size or 64),
-        normalization=args.normalization,
-        images=bool(paths) and all(is_image2d(p) for p in paths),
-    )
+    model_config, preprocessing = _recipe(args, paths)
+    augment_spec = _augment_spec(args)
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -161,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         min_foreground=args.min_foreground,
         lr_schedule=args.lr_schedule,
         patience=args.patience,
-        extra_axes=tuple(args.axis[1:]),
+        extra_axes=tuple((args.axis or [])[1:]),
     )
     main_rank = dist_from_env().main
     if not main_rank:  # one copy of every warning, from rank 0
@@ -174,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         augment_spec=augment_spec,
         vqvae_checkpoint=args.vqvae,
+        init=args.init,
         device=args.device,
         resume=args.resume,
         overwrite=args.overwrite,

@@ -61,6 +61,7 @@ def train(
     config: TrainConfig | None = None,
     augment_spec: AugmentSpec | None = None,
     vqvae_checkpoint: str | os.PathLike | None = None,
+    init: str | os.PathLike | None = None,
     device: str | torch.device = "auto",
     resume: bool = False,
     overwrite: bool = False,
@@ -86,6 +87,11 @@ def train(
     device
         ``auto``, ``cpu``, ``cuda:N`` or ``mps``; under torchrun each rank uses its
         ``LOCAL_RANK`` GPU when CUDA is chosen.
+    init
+        Fine-tuning: start from the weights of this checkpoint (e.g. on a site's own
+        healthy scans), whose model must equal ``model_config`` and whose slices
+        ``preprocessing`` (the optimizer and the schedule start afresh); recorded as
+        ``started_from``. Ignored on ``resume``: the weights and record are ``out``'s.
     resume
         Continue from ``out`` and its resume state up to ``config.epochs``.
     overwrite
@@ -108,7 +114,7 @@ def train(
             f"{out}: already exists; pass --resume to continue it or --overwrite"
         )
 
-    job = _Job(paths, out, config, vqvae_checkpoint, device, resume, progress, command, env)
+    job = _Job(paths, out, config, vqvae_checkpoint, init, device, resume, progress, command, env)
     with process_group(env, device):
         return _train(job, model_config, preprocessing, augment_spec)
 
@@ -121,6 +127,7 @@ class _Job:
     out: Path
     config: TrainConfig
     vqvae_checkpoint: str | os.PathLike | None
+    init: str | os.PathLike | None
     device: torch.device
     resume: bool
     progress: Callable | None
@@ -172,14 +179,18 @@ def _train(
     )
     history: list[dict[str, Any]] = []
     start_epoch = 0
+    started_from = None
     if job.resume:
         ckpt = load_checkpoint(job.out, device=job.device)
         model.load_state_dict(ckpt.models[kind].state_dict())
         meta = load_resume(resume_path(job.out), optimizer)
         history, start_epoch = meta["history"], meta["epoch"]
-        done = ckpt.records.training.epochs_completed if ckpt.records.training else None
-        if done != start_epoch:
+        training = ckpt.records.training
+        if (training.epochs_completed if training else None) != start_epoch:
             raise CheckpointError(f"{job.out}: checkpoint and resume state disagree on the epoch")
+        started_from = training.started_from if training else None
+    elif job.init is not None:
+        started_from = _start_from(model, job.init, model_config, preprocessing, job.device)
 
     if preprocessing.needs_landmarks():
         preprocessing = fit_standard_scale(job.paths, preprocessing)
@@ -264,6 +275,7 @@ def _train(
                 skull_stripped=job.config.skull_stripped,
                 modality=job.config.modality,
                 space=space,
+                started_from=started_from,
                 versions={
                     "anomaly_maps": __version__,
                     "torch": torch.__version__,
@@ -284,6 +296,38 @@ def _train(
     if job.env.world > 1:
         check_replicas_agree(model, job.device, job.env.world)
     return TrainResult(job.out, history, {**models, kind: model}, time.perf_counter() - started)
+
+
+def _start_from(
+    model: nn.Module,
+    path: str | os.PathLike,
+    model_config: ModelConfig,
+    preprocessing: PreprocessingSpec,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Load ``path``'s weights into ``model`` (same hyper-parameters and slicing, else
+    one line naming what differs); its file name and training record, for the record."""
+    source = load_checkpoint(path, device=device)
+    kind = model_config.kind
+    if kind not in source.models:
+        raise CheckpointError(
+            f"{path}: holds {'+'.join(source.kinds)}: expected a {kind} model to start from"
+        )
+    ours, theirs = model_config.to_dict(), source.models[kind].config.to_dict()
+    differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    if differ:
+        raise CheckpointError(
+            f"{path}: its {kind} differs in {differ}: fine-tuning needs the same model "
+            "(`anomaly-maps train --init` takes it from the checkpoint)"
+        )
+    if source.preprocessing != preprocessing:
+        raise CheckpointError(
+            f"{path}: cuts slices as {source.preprocessing.to_dict()}, this run as "
+            f"{preprocessing.to_dict()}: fine-tuning needs the same slices"
+        )
+    model.load_state_dict(source.models[kind].state_dict())
+    training = source.records.training
+    return {"file": Path(path).name, "training": training.to_dict() if training else None}
 
 
 def _is_best(history: list[dict[str, Any]]) -> bool:
