@@ -10,7 +10,7 @@
 # scorer. A calibrated checkpoint keeps its own (from the template's healthy validation
 # volumes): one monotone map for every volume, which leaves the pooled AP and the AUROCs
 # as they are up to float16 rounding. A joined model's member scales do change them
-# (docs/results.md, "site calibration"). Choosing models by these
+# (docs/results.md, "what a site's healthy scans change"). Choosing models by these
 # numbers makes Colin27 a validation subject, not a test subject; the models are also
 # measured on real subjects this project does not have.
 #
