@@ -106,3 +106,22 @@ def test_cli_refuses_a_checkpoint_of_another_kind(tmp_path, healthy_paths, pretr
     argv[argv.index("vae")] = "dae"
     assert main(argv) == 2
     assert "holds vae: expected a dae model (--model)" in capsys.readouterr().err
+
+
+def test_cli_fine_tunes_a_prior_on_its_vqvae_codes(tmp_path, healthy_paths, capsys):
+    vq, prior, tuned = (tmp_path / f"{n}.safetensors" for n in ("vq", "prior", "tuned"))
+    common = ["--data", *healthy_paths, "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
+    steps = [
+        ["train", "--model", "vqvae", "--out", str(vq), "--size", "16",
+         "--set", "widths=[8,16]", "res_blocks=1", "num_codes=8", "code_dim=8", *common],
+        ["train", "--model", "prior", "--vqvae", str(vq), "--out", str(prior),
+         "--set", "width=16", "depth=1", "heads=2", *common],
+        ["train", "--model", "prior", "--vqvae", str(vq), "--init", str(prior),
+         "--out", str(tuned), *common],
+    ]  # fmt: skip
+    for argv in steps:
+        assert main(argv) == 0, capsys.readouterr().err
+    ckpt = load_checkpoint(tuned)
+    assert ckpt.kinds == ("vqvae", "prior")
+    assert ckpt.models["prior"].config == load_checkpoint(prior).models["prior"].config
+    assert ckpt.records.training.started_from["file"] == "prior.safetensors"
