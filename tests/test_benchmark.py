@@ -11,6 +11,7 @@ from anomaly_maps.benchmark import (
     insert_anomaly,
     load_template,
     make_benchmark,
+    original_draws,
     read_cases,
 )
 from anomaly_maps.errors import AnomalyMapsError, ParameterError
@@ -113,6 +114,39 @@ def test_same_seed_same_benchmark(benchmark, template, tmp_path):
         other = again / path.relative_to(benchmark)
         np.testing.assert_array_equal(load_volume(path).data, load_volume(other).data)
     assert (again / "cases.csv").read_text() == (benchmark / "cases.csv").read_text()
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_original_draws_are_the_cases_before_their_anomalies(benchmark, split):
+    originals = list(original_draws(benchmark, split))
+    assert [c.case for c, _ in originals] == [
+        c.case for c in read_cases(benchmark) if c.split == split
+    ]
+    for case, draw in originals:
+        scan = load_volume(benchmark / split / "toy" / case.case).data
+        label = load_volume(benchmark / split / "toy_label" / "pixel" / case.case).data > 0
+        changed = np.abs(scan - draw.data) > 1e-6
+        assert not changed[~label].any()  # the same volume outside the label
+        if case.label:  # and inside it, the anomaly's change
+            assert changed[label].mean() > 0.2
+
+
+def test_original_draws_need_the_benchmarks_template(template, tmp_path):
+    from anomaly_maps.io import save_volume
+
+    path = tmp_path / "subject.nii.gz"
+    save_volume(template.volume, path)
+    bench = make_benchmark(tmp_path / "b", n_train=0, n_val=0, n_test=2, seed=0, shape=12,
+                           template=path)  # fmt: skip
+    healthy = [(c, d) for c, d in original_draws(bench) if not c.label]
+    assert len(healthy) == 1
+    case, draw = healthy[0]
+    np.testing.assert_array_equal(draw.data, load_volume(bench / "test/toy" / case.case).data)
+    path.unlink()
+    with pytest.raises(AnomalyMapsError, match=r"template .* is not there"):
+        next(original_draws(bench))
+    with pytest.raises(ParameterError, match="split 'train'"):
+        next(original_draws(bench, "train"))
 
 
 def test_refuses_to_replace_without_overwrite(template, tmp_path):

@@ -19,7 +19,8 @@ voxel label is sphere ∩ brain mask.
 
 Modules: :mod:`.spec` (settings), :mod:`.healthy` (template, healthy draws),
 :mod:`.anomalies` (registry of kinds), :mod:`.cases` (``cases.csv``), :mod:`.build`
-(:func:`make_benchmark`).
+(:func:`make_benchmark`), :mod:`.originals` (each case's healthy volume before its
+anomaly, drawn again from the seed).
 
 Layout (what MOOD's evaluator and :func:`~anomaly_maps.evaluation.evaluate` read)::
 
@@ -51,6 +52,7 @@ from .anomalies import (
 from .build import MANIFEST, SPLITS, make_benchmark
 from .cases import CASE_FIELDS, CASES, Case, read_cases
 from .healthy import HealthyDraw, Template, healthy_draw, load_template
+from .originals import original_draws
 from .spec import BenchmarkSpec
 
 __all__ = [
@@ -73,6 +75,7 @@ __all__ = [
     "insert_anomaly",
     "load_template",
     "make_benchmark",
+    "original_draws",
     "read_cases",
     "register_anomaly",
 ]

@@ -23,7 +23,7 @@ from .cases import CASE_FIELDS, CASES, Case
 from .healthy import HealthyDraw, Template, grid_affine, healthy_draw, load_template
 from .spec import BenchmarkSpec
 
-__all__ = ["MANIFEST", "SPLITS", "make_benchmark"]
+__all__ = ["MANIFEST", "SPLITS", "make_benchmark", "split_seeds"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,20 @@ def _check_target(out: Path, overwrite: bool) -> None:
             f"{out}: not empty and holds no {MANIFEST}: refusing to replace a folder that "
             "make-benchmark did not write; choose an empty or new folder"
         )
+
+
+def split_seeds(
+    seed: int, counts: dict[str, int]
+) -> dict[str, tuple[np.random.SeedSequence, list[np.random.SeedSequence]]]:
+    """Per split, the seed of its anomaly assignments and one seed per case: disjoint,
+    independent streams (``SeedSequence(seed).spawn``), so no training volume is a test
+    volume, and any case can be drawn again from the seed alone."""
+    streams = dict(zip(SPLITS, np.random.SeedSequence(seed).spawn(len(SPLITS)), strict=True))
+    out = {}
+    for split in SPLITS:
+        seeds = streams[split].spawn(counts[split] + 1)
+        out[split] = (seeds[0], seeds[1:])
+    return out
 
 
 def _assignments(n: int, spec: BenchmarkSpec, rng: np.random.Generator) -> list[str]:
@@ -146,13 +160,11 @@ def make_benchmark(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
-        streams = dict(zip(SPLITS, np.random.SeedSequence(seed).spawn(3), strict=True))
         total, done = sum(counts.values()), 0
         cases: list[Case] = []
-        for split in SPLITS:
-            seeds = streams[split].spawn(counts[split] + 1)
-            kinds = _assignments(counts[split], spec, np.random.default_rng(seeds[0]))
-            for i, case_seed in enumerate(seeds[1:]):
+        for split, (kinds_seed, case_seeds) in split_seeds(seed, counts).items():
+            kinds = _assignments(counts[split], spec, np.random.default_rng(kinds_seed))
+            for i, case_seed in enumerate(case_seeds):
                 rng = np.random.default_rng(case_seed)
                 draw = healthy_draw(source, grid, spec, rng)
                 name = f"{i:05d}.nii.gz"
