@@ -85,7 +85,7 @@ def test_cli_fine_tunes_with_the_checkpoint_recipe(tmp_path, healthy_paths, pret
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--set", "latent_dim=16"], "--set would change the model it starts from"),
+        (["--set", "latent_dim=16"], "--set latent_dim would change the model it starts"),
         (["--size", "32", "--normalization", "zscore"], "--size, --normalization would change"),
         (["--axis", "coronal"], "--axis coronal: --init .* slices axial"),
     ],
@@ -99,6 +99,26 @@ def test_cli_refuses_options_that_change_the_model(
     assert len(err.strip().splitlines()) == 1
     assert re.search(message, err), err
     assert not out.exists()
+
+
+def test_cli_fine_tunes_a_restoration_model_with_other_corruptions(
+    tmp_path, healthy_paths, capsys
+):
+    base, tuned = tmp_path / "base.safetensors", tmp_path / "tuned.safetensors"
+    model = ["--model", "restoration", "--set", "size=16", "widths=[8,16]", "corruption=mix"]
+    argv = _cli_train(healthy_paths, base)
+    argv[argv.index("--model") : argv.index("--model") + 2] = model
+    assert main(argv) == 0, capsys.readouterr().err
+    argv = _cli_train(healthy_paths, tuned, "--init", str(base), "--set",
+                      'local_changes=["noise","warp"]', "own_patch=0.5")  # fmt: skip
+    argv[argv.index("vae")] = "restoration"
+    assert main(argv) == 0, capsys.readouterr().err
+    before, after = load_checkpoint(base).model.config, load_checkpoint(tuned).model.config
+    assert after.local_changes == ("noise", "warp") and after.own_patch == 0.5
+    assert (after.size, after.widths, after.corruption) == (before.size, before.widths, "mix")
+    argv[argv.index("own_patch=0.5")] = "widths=[8,32]"
+    assert main(argv) == 2
+    assert "--set widths would change the model" in capsys.readouterr().err
 
 
 def test_cli_refuses_a_checkpoint_of_another_kind(tmp_path, healthy_paths, pretrained, capsys):

@@ -36,8 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", default=None, metavar="CHECKPOINT",
                    help="fine-tune: start from this checkpoint's weights, e.g. a bundled "
                    "model on a site's own healthy scans; its hyper-parameters and "
-                   "preprocessing are kept (no --preset, --set, --size, --channels, "
-                   "--normalization)")  # fmt: skip
+                   "preprocessing are kept (no --preset, --size, --channels, "
+                   "--normalization; --set only of what shapes the training alone, "
+                   "e.g. a restoration model's corruptions)")  # fmt: skip
     p.add_argument("--axis", nargs="+", choices=AXES, default=None,
                    help="slicing axis (default axial, or --init's); more than one: the "
                    "model also trains on slices along the others (multi-view, for "
@@ -139,13 +140,14 @@ def _recipe(args: argparse.Namespace, paths: Sequence[str]):
 
 
 def _init_recipe(args: argparse.Namespace):
-    """--init's model config and preprocessing, refusing options that would change them."""
+    """--init's model config and preprocessing, refusing options that would change them;
+    ``--set`` may change the fields that shape the training alone (``training_only``)."""
     from ..checkpoint import read_header
     from ..models import config_from_dict
     from ..preprocessing import PreprocessingSpec
 
-    options = {"--preset": args.preset, "--set": args.set, "--size": args.size,
-               "--channels": args.channels, "--normalization": args.normalization}  # fmt: skip
+    options = {"--preset": args.preset, "--size": args.size, "--channels": args.channels,
+               "--normalization": args.normalization}  # fmt: skip
     given = [name for name, value in options.items() if value]
     if given:
         raise AnomalyMapsError(
@@ -159,13 +161,22 @@ def _init_recipe(args: argparse.Namespace):
             f"--init {args.init}: holds {'+'.join(models) or 'no model'}: expected a "
             f"{args.model} model (--model)"
         )
+    base = config_from_dict(args.model, models[args.model])
+    overrides = _overrides(args.set)
+    network = sorted(set(overrides) - type(base).training_only)
+    if network:
+        allowed = ", ".join(sorted(type(base).training_only)) or "nothing"
+        raise AnomalyMapsError(
+            f"--init {args.init}: --set {', '.join(network)} would change the model it "
+            f"starts from; fine-tuning may --set only what shapes the training ({allowed})"
+        )
     preprocessing = PreprocessingSpec.from_dict(header["preprocessing"])
     if args.axis and args.axis[0] != preprocessing.axis:
         raise AnomalyMapsError(
             f"--axis {args.axis[0]}: --init {args.init} slices {preprocessing.axis}; "
             f"fine-tuning keeps it (name it first, other axes after it)"
         )
-    return config_from_dict(args.model, models[args.model]), preprocessing
+    return config_from_dict(args.model, {**base.to_dict(), **overrides}), preprocessing
 
 
 def _augment_spec(args: argparse.Namespace):

@@ -36,9 +36,12 @@ class ModelConfig(FrozenConfig):
     Subclasses set the class variable ``kind`` and override :meth:`validate` to
     raise :class:`ParameterError` naming the bad field, the value and the range.
     ``to_dict``/``from_dict`` (unknown keys are errors) come from ``FrozenConfig``.
+    ``training_only`` names the fields that shape the training alone (corruptions, loss
+    weights), not the network: fine-tuning (``train --init``) may change those.
     """
 
     kind: ClassVar[str] = ""
+    training_only: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def _label(cls) -> str:

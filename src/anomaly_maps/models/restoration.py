@@ -111,6 +111,10 @@ class RestorationConfig(ModelConfig):
     """
 
     kind: ClassVar[str] = "restoration"
+    training_only: ClassVar[frozenset[str]] = frozenset(
+        {"corruption", "local_changes", "shape_radius", "shape_centres", "level_range",
+         "thick_prob", "p_unconditional", "alpha_weight", "own_patch"}
+    )  # fmt: skip
 
     size: int = 64
     in_channels: int = 1

@@ -305,8 +305,9 @@ def _start_from(
     preprocessing: PreprocessingSpec,
     device: torch.device,
 ) -> dict[str, Any]:
-    """Load ``path``'s weights into ``model`` (same hyper-parameters and slicing, else
-    one line naming what differs); its file name and training record, for the record."""
+    """Load ``path``'s weights into ``model`` (same hyper-parameters, but for those that
+    shape the training alone, and the same slicing, else one line naming what differs);
+    its file name and training record, for the record."""
     source = load_checkpoint(path, device=device)
     kind = model_config.kind
     if kind not in source.models:
@@ -314,7 +315,8 @@ def _start_from(
             f"{path}: holds {'+'.join(source.kinds)}: expected a {kind} model to start from"
         )
     ours, theirs = model_config.to_dict(), source.models[kind].config.to_dict()
-    differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    keys = (ours.keys() | theirs.keys()) - type(model_config).training_only
+    differ = sorted(k for k in keys if ours.get(k) != theirs.get(k))
     if differ:
         raise CheckpointError(
             f"{path}: its {kind} differs in {differ}: fine-tuning needs the same model "
