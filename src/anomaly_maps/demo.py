@@ -13,7 +13,6 @@ model calibrated on the benchmark's validation split with its test metrics in th
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -283,9 +282,9 @@ def bundle_demo_case(
 
 
 def _benchmark_summary(benchmark: Path) -> str:
-    from .benchmark import MANIFEST
+    from .benchmark.build import read_manifest
 
-    manifest = json.loads((benchmark / MANIFEST).read_text())
+    manifest = read_manifest(benchmark)
     counts, shape = manifest["counts"], "x".join(map(str, manifest["shape"]))
     return (
         f"{benchmark.name}: make-benchmark seed {manifest['seed']}, {shape} voxels, "

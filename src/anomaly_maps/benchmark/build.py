@@ -23,7 +23,7 @@ from .cases import CASE_FIELDS, CASES, Case
 from .healthy import HealthyDraw, Template, grid_affine, healthy_draw, load_template
 from .spec import BenchmarkSpec
 
-__all__ = ["MANIFEST", "SPLITS", "make_benchmark", "split_seeds"]
+__all__ = ["MANIFEST", "SPLITS", "make_benchmark", "read_manifest", "split_seeds"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,16 @@ def _check_target(out: Path, overwrite: bool) -> None:
             f"{out}: not empty and holds no {MANIFEST}: refusing to replace a folder that "
             "make-benchmark did not write; choose an empty or new folder"
         )
+
+
+def read_manifest(benchmark: str | os.PathLike) -> dict[str, Any]:
+    """The settings :func:`make_benchmark` stored in ``benchmark``'s :data:`MANIFEST`;
+    one line if it is missing or not JSON."""
+    path = Path(benchmark) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise AnomalyMapsError(f"{path}: no readable benchmark manifest ({exc})") from None
 
 
 def split_seeds(

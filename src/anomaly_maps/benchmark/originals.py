@@ -11,7 +11,6 @@ tissue" (``scripts/changed_voxels.py``).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AnomalyMapsError, ParameterError
-from .build import MANIFEST, SPLITS, split_seeds
+from .build import SPLITS, read_manifest, split_seeds
 from .cases import Case, read_cases
 from .healthy import HealthyDraw, Template, healthy_draw, load_template
 from .spec import BenchmarkSpec
@@ -54,10 +53,7 @@ def original_draws(
     if split not in SPLITS[1:]:
         raise ParameterError(f"split {split!r}: expected one of {list(SPLITS[1:])}")
     root = Path(benchmark)
-    try:
-        manifest = json.loads((root / MANIFEST).read_text())
-    except (OSError, ValueError) as exc:
-        raise AnomalyMapsError(f"{root}: no readable {MANIFEST} ({exc})") from None
+    manifest = read_manifest(root)
     spec = BenchmarkSpec.from_dict(
         {k: v for k, v in manifest["spec"].items() if k != "format_version"}
     )
