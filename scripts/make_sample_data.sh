@@ -55,10 +55,11 @@ bash scripts/train_restoration.sh "$WORK/restoration64" 30 "[16,32,64,128]" 64 d
 bundle_fpi restoration64 "$WORK/restoration64/restoration64.safetensors" "$WORK/restoration64/bench" \
   "" "--param fpi:views=orthogonal" "${THREE[*]}"
 # The two restoration models joined (anomaly-maps ensemble: each member scores the scan,
-# the larger of their calibrated fpi maps is kept; the demo's model, docs/results.md),
-# calibrated on its own (axial) view, then with views=orthogonal and through=2 (the newest).
+# its fpi map in units of its own 90th percentile over the scan (--units scan), the larger
+# of the two kept; the demo's model, docs/results.md), calibrated on its own (axial) view,
+# then with views=orthogonal and through=2 (the newest).
 anomaly-maps ensemble "$OUT/restoration.safetensors" "$OUT/restoration64.safetensors" \
-  --out "$WORK/restoration_ensemble.safetensors" --overwrite
+  --units scan --out "$WORK/restoration_ensemble.safetensors" --overwrite
 bundle_fpi restoration_ensemble "$WORK/restoration_ensemble.safetensors" "$WORK/restoration/bench" \
   "" "${THREE[*]}"
 # The VQ-VAE + prior of seed 002 (issue 15, item 4): scripts/seed002_ranking.sh trains

@@ -1,7 +1,8 @@
 """Join trained restoration checkpoints into one ensemble checkpoint.
 
 The ensemble (:class:`~anomaly_maps.models.restoration_ensemble.RestorationEnsemble`)
-runs every member and keeps the largest of their calibrated ``fpi`` maps. Its file is an
+runs every member and keeps the largest of their ``fpi`` maps, each in its unit (its
+healthy 99th percentile, or its own 90th percentile over the scan: ``units``). Its file is an
 ordinary checkpoint, so scoring, calibration, the docks and the demo use it unchanged.
 Members must read scans the same way apart from the slice size (axis, intensity
 normalisation, model space), and each must carry an ``fpi`` calibration with the
@@ -71,14 +72,18 @@ def _check_compatible(members: Sequence[Checkpoint]) -> None:
             )
 
 
-def join_restorations(members: Sequence[Checkpoint]) -> Checkpoint:
-    """One checkpoint holding every member, largest slice size first (stable order).
+def join_restorations(members: Sequence[Checkpoint], units: str = "scan") -> Checkpoint:
+    """One checkpoint holding every member, largest slice size first (stable order),
+    reading their maps in ``units`` (:data:`~anomaly_maps.models.restoration_ensemble.
+    ENSEMBLE_UNITS`; ``scan`` transfers to real subjects, ``docs/results.md``).
 
     Raises
     ------
     AnomalyMapsError
         Fewer than two members, a member that is not one restoration model or has no
         default ``fpi`` calibration, or members that read scans differently.
+    ~anomaly_maps.errors.ParameterError
+        ``units`` not one of ``ENSEMBLE_UNITS``.
     """
     if len(members) < 2:
         raise AnomalyMapsError(f"{len(members)} checkpoint(s): an ensemble needs at least two")
@@ -86,7 +91,7 @@ def join_restorations(members: Sequence[Checkpoint]) -> Checkpoint:
     scales = tuple(member_scale(c) for c in ordered)
     _check_compatible(ordered)
     config = RestorationEnsembleConfig(
-        members=tuple(c.model.config for c in ordered), scales=scales
+        members=tuple(c.model.config for c in ordered), scales=scales, units=units
     )
     model = RestorationEnsemble(config)
     for net, member in zip(model.members, ordered, strict=True):

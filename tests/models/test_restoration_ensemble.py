@@ -68,15 +68,37 @@ def test_a_member_twice_gives_its_own_map_over_its_scale():
         torch.testing.assert_close(twice.corruption_map(x), member.corruption_map(x) / 0.5)
 
 
+def test_scan_units_divide_each_member_by_its_own_90th_percentile():
+    """On a batch of slices alone (the score dock's preview) the batch stands for the scan:
+    each member's map over its 90th percentile on the batch's foreground."""
+    model = _perturbed(
+        RestorationEnsemble(
+            RestorationEnsembleConfig(members=(BIG, BIG), scales=(0.4, 0.2), units="scan")
+        ),
+        2,
+    )
+    x = _slices()
+    x[:, :, :4] = 0  # background rows: outside the foreground
+    with torch.no_grad():
+        maps = [m.corruption_map(x) for m in model.members]
+        inside = x > 0
+        expected = torch.maximum(*(m / float(np.percentile(m[inside].numpy(), 90)) for m in maps))
+        torch.testing.assert_close(model.corruption_map(x), expected, rtol=1e-3, atol=1e-4)
+
+
 def test_config_round_trips_and_refuses_bad_members():
     config = RestorationEnsembleConfig(members=(BIG, SMALL), scales=(0.4, 0.2))
     assert RestorationEnsembleConfig.from_dict(config.to_dict()) == config
+    assert config.units == "template"  # files written before units existed read as before
+    old_file = {k: v for k, v in config.to_dict().items() if k != "units"}
+    assert RestorationEnsembleConfig.from_dict(old_file) == config
     assert (config.size, config.in_channels) == (16, 1)
     bad = [
         ({"members": (BIG,), "scales": (0.4,)}, "members"),
         ({"members": (SMALL, BIG), "scales": (0.4, 0.2)}, "largest size first"),
         ({"members": (BIG, SMALL), "scales": (0.4,)}, "scales"),
         ({"members": (BIG, SMALL), "scales": (0.4, 0.0)}, "scales"),
+        ({"members": (BIG, SMALL), "scales": (0.4, 0.2), "units": "site"}, "units"),
     ]
     for fields, message in bad:
         with pytest.raises(ParameterError, match=message):
@@ -142,12 +164,14 @@ def test_joined_checkpoint_orders_members_and_scores(tmp_path, tiny_volume):
     assert result.map.shape == tiny_volume.shape and float(result.map.max()) > 0
 
 
-def test_scan_score_is_the_largest_of_the_members_scored_alone(tmp_path, tiny_volume):
+@pytest.mark.parametrize("units", ["template", "scan"])
+def test_scan_score_is_the_largest_of_the_members_scored_alone(tmp_path, tiny_volume, units):
     """Each member scores the whole scan as its own checkpoint would (here with three
-    views and through-plane smoothing); the ensemble keeps the largest scaled map."""
+    views and through-plane smoothing); the ensemble keeps the largest map, each member's
+    divided by its healthy p99 (template) or its own 90th percentile on the scan."""
     paths = _member(tmp_path, BIG, 9, 0.6), _member(tmp_path, SMALL, 10, 0.3)
     alone = [load_checkpoint(p) for p in paths]
-    joined = join_restorations(alone)
+    joined = join_restorations(alone, units)
     scorers = [("fpi", {"views": "orthogonal", "through": 1.0})]
     seen = []
     [result] = score_volume(
@@ -155,14 +179,17 @@ def test_scan_score_is_the_largest_of_the_members_scored_alone(tmp_path, tiny_vo
         progress=lambda done, total: seen.append((done, total)),
     )  # fmt: skip
     members = [score_volume(tiny_volume, c, scorers, batch_size=4)[0] for c in alone]
-    expected = np.maximum(members[0].map / 0.6, members[1].map / 0.3)
+    if units == "template":
+        a, b = 0.6, 0.3
+    else:  # the naive reference: each map's 90th percentile over the scan's foreground
+        a, b = (float(np.percentile(m.map[m.foreground], 90)) for m in members)
+        assert a != pytest.approx(0.6) and b != pytest.approx(0.3)
+    expected = np.maximum(members[0].map / a, members[1].map / b)
     np.testing.assert_allclose(result.map, expected, rtol=1e-6)
-    assert (result.map == members[0].map / 0.6).any() and (
-        result.map == members[1].map / 0.3
-    ).any()
+    assert (result.map == members[0].map / a).any() and (result.map == members[1].map / b).any()
     np.testing.assert_allclose(
         result.slice_scores,
-        np.maximum(members[0].slice_scores / 0.6, members[1].slice_scores / 0.3),
+        np.maximum(members[0].slice_scores / a, members[1].slice_scores / b),
         rtol=1e-6,
     )
     assert result.volume_score == pytest.approx(np.percentile(expected[result.foreground], 99))
@@ -195,9 +222,20 @@ def test_cli_writes_the_ensemble_and_keeps_an_existing_file(tmp_path, capsys):
     a, b = _member(tmp_path, BIG, 7, 0.5), _member(tmp_path, SMALL, 8, 0.25)
     out = tmp_path / "joined.safetensors"
     assert main(["ensemble", str(a), str(b), "--out", str(out)]) == 0
-    assert load_checkpoint(out).model.config.scales == (0.5, 0.25)
+    config = load_checkpoint(out).model.config
+    assert (config.scales, config.units) == ((0.5, 0.25), "scan")
     assert "healthy fpi p99 0.5" in capsys.readouterr().out
     before = out.read_bytes()
     assert main(["ensemble", str(a), str(b), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert out.read_bytes() == before
+
+
+def test_cli_units_template_and_a_bad_choice(tmp_path, capsys):
+    a, b = _member(tmp_path, BIG, 11, 0.5), _member(tmp_path, SMALL, 12, 0.25)
+    out = tmp_path / "joined.safetensors"
+    assert main(["ensemble", str(a), str(b), "--units", "template", "--out", str(out)]) == 0
+    assert load_checkpoint(out).model.config.units == "template"
+    with pytest.raises(SystemExit):
+        main(["ensemble", str(a), str(b), "--units", "site", "--out", str(tmp_path / "x")])
+    assert "invalid choice: 'site'" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import AnomalyMapsError
+from ..models.restoration_ensemble import ENSEMBLE_UNITS
 from ._options import add_overwrite, out_checkpoint
 
 
@@ -12,11 +13,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ensemble",
         help="join restoration checkpoints into one whose fpi map is the largest of "
-        "their calibrated maps",
+        "their maps, each in its unit",
     )
     p.add_argument("checkpoints", nargs="+", metavar="CKPT",
                    help="two or more restoration .safetensors, each with a default fpi "
                    "calibration (anomaly-maps calibrate)")  # fmt: skip
+    p.add_argument("--units", choices=ENSEMBLE_UNITS, default="scan",
+                   help="each member's unit: scan (default): its own 90th percentile over "
+                   "the scan's foreground; template: its healthy 99th percentile from its "
+                   "calibration (docs/results.md)")  # fmt: skip
     p.add_argument("--out", type=out_checkpoint, required=True, metavar="CKPT",
                    help="ensemble checkpoint to write; calibrate it before use")  # fmt: skip
     add_overwrite(p)
@@ -30,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.exists() and not args.overwrite:
         raise AnomalyMapsError(f"{args.out}: already exists; pass --overwrite to replace it")
-    joined = join_restorations([load_checkpoint(p) for p in args.checkpoints])
+    joined = join_restorations([load_checkpoint(p) for p in args.checkpoints], args.units)
     save_checkpoint(
         args.out, joined.models, preprocessing=joined.preprocessing,
         records=joined.records, overwrite=args.overwrite,

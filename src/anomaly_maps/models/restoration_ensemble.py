@@ -6,10 +6,16 @@ on a real subject that a 128x128 one trained on local noise as well misses, and 
 finds noise the 64x64 model cannot see. An ensemble keeps both: each member scores the
 slice at its own size (the input resized as :func:`~anomaly_maps.preprocessing.
 resize_planes` resizes scans, its map resized back with bilinear interpolation), each
-map is divided by the member's healthy 99th percentile (from its stored ``fpi``
-calibration, so every member is in the same units: 1 = the top 1 % of healthy pixels),
-and the ensemble's map is the voxel-wise maximum: a pixel is flagged when any member
-finds it unusual for that member. Neither FPI paper ensembles models; DISYRE v2
+map is put in the member's units, and the ensemble's map is the voxel-wise maximum: a
+pixel is flagged when any member finds it unusual for that member. The units
+(``units``): ``template``, the member's healthy 99th percentile from its stored ``fpi``
+calibration (1 = the top 1 % of the template's healthy pixels); or ``scan``, the
+member's own 90th percentile over the scan's foreground (1 = the top 10 % of this
+scan), so that a member whose template calibration does not carry to a new scanner or
+subject (its whole map louder there than the other member's) cannot take the maximum
+everywhere. ``scan`` is the bundled ensemble's: on two real subjects it keeps what each
+member finds alone, where template units let the louder member drown the other
+(``docs/results.md``, "Member units from the scan"). Neither FPI paper ensembles models; DISYRE v2
 ensembles restorations of one model over corruption severities (Naval Marimont et al.,
 MICCAI 2024, arXiv 2407.06635, Method). Taking the maximum of calibrated members is our
 choice, measured against the mean and the geometric mean in ``docs/results.md``.
@@ -36,7 +42,13 @@ from ._base import ModelConfig, register_model
 from ._conv import check_slices
 from .restoration import Restoration, RestorationConfig
 
-__all__ = ["RestorationEnsemble", "RestorationEnsembleConfig"]
+__all__ = ["ENSEMBLE_UNITS", "SCAN_QUANTILE", "RestorationEnsemble", "RestorationEnsembleConfig"]
+
+#: How an ensemble puts its members' maps in one unit (see the module docstring).
+ENSEMBLE_UNITS = ("template", "scan")
+#: The quantile of a member's own map over the scan's foreground that is its unit
+#: under ``units="scan"``.
+SCAN_QUANTILE = 0.9
 
 
 @dataclass(frozen=True)
@@ -49,13 +61,18 @@ class RestorationEnsembleConfig(ModelConfig):
         Each member's configuration, the largest ``size`` first: the ensemble reads
         slices of that size. All share ``in_channels``.
     scales : tuple of float
-        Each member's healthy 99th percentile of its FPI map (> 0), its unit.
+        Each member's healthy 99th percentile of its FPI map (> 0), its unit under
+        ``units="template"``.
+    units : {"template", "scan"}
+        ``template``: each member's map over its scale; ``scan``: over its own 90th
+        percentile on the scan's foreground (on a batch of slices alone, the batch's).
     """
 
     kind: ClassVar[str] = "restoration_ensemble"
 
     members: tuple[RestorationConfig, ...] = ()
     scales: tuple[float, ...] = ()
+    units: str = "template"
 
     @property
     def size(self) -> int:
@@ -87,9 +104,14 @@ class RestorationEnsembleConfig(ModelConfig):
             and all(is_real(s) and s > 0 for s in self.scales),
             "one float > 0 per member",
         )
+        self._require("units", self.units in ENSEMBLE_UNITS, f"one of {ENSEMBLE_UNITS}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"members": [m.to_dict() for m in self.members], "scales": list(self.scales)}
+        return {
+            "members": [m.to_dict() for m in self.members],
+            "scales": list(self.scales),
+            "units": self.units,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RestorationEnsembleConfig:
@@ -104,6 +126,18 @@ class RestorationEnsembleConfig(ModelConfig):
 def _resized(x: torch.Tensor, size: int) -> torch.Tensor:
     """``(B, C, H, W)`` slices at ``size`` x ``size``, resized as scans are."""
     return resize_planes(x.flatten(0, 1), (size, size)).unflatten(0, x.shape[:2])
+
+
+def _quantile(values: torch.Tensor, q: float) -> float:
+    """``np.quantile(values, q)`` (linear interpolation) of a 1-D tensor of any length
+    (``torch.quantile`` refuses more than 2**24 values)."""
+    position = q * (values.numel() - 1)
+    low = int(position)
+    below = values.kthvalue(low + 1)[0].item()
+    if low + 1 >= values.numel():
+        return below
+    above = values.kthvalue(low + 2)[0].item()
+    return below + (above - below) * (position - low)
 
 
 @register_model(RestorationEnsembleConfig)
@@ -133,18 +167,24 @@ class RestorationEnsemble(nn.Module):
         self.members = nn.ModuleList(Restoration(m) for m in config.members)
 
     def member_maps(self, x: torch.Tensor) -> torch.Tensor:
-        """``(M, B, 1, H, W)``: each member's FPI map of ``x`` in its healthy-p99 units."""
+        """``(M, B, 1, H, W)``: each member's FPI map of ``x`` in its units; under
+        ``units="scan"`` the batch's foreground (pixels above its minimum) stands for
+        the scan's."""
         check_slices(x, self.config)
         size = x.shape[-2:]
+        foreground = (x > x.amin()).any(1, keepdim=True)
         maps = []
         for member, scale in zip(self.members, self.config.scales, strict=True):
             own = member.corruption_map(_resized(x, member.config.size))
             if own.shape[-2:] != size:
                 own = F.interpolate(own, size=size, mode="bilinear", align_corners=False)
+            if self.config.units == "scan" and foreground.any():
+                unit = _quantile(own[foreground].float(), SCAN_QUANTILE)
+                scale = unit if unit > 0 else scale
             maps.append(own / scale)
         return torch.stack(maps)
 
     def corruption_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The largest member map per pixel, ``(B, 1, H, W)``, >= 0; 1 = a member's
-        healthy 99th percentile."""
+        """The largest member map per pixel, ``(B, 1, H, W)``, >= 0, in the members'
+        units."""
         return self.member_maps(x).amax(0)

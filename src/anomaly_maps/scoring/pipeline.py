@@ -33,7 +33,7 @@ from ._registry import THROUGH_PLANE, VIEWS, resolve_scorers
 from .inferer import SliceInferer, Slices, resolve_precision
 from .members import (
     combine_members,
-    ensemble_scales,
+    ensemble_config,
     is_ensemble,
     member_checkpoints,
     member_progress,
@@ -311,7 +311,7 @@ def _score_members(
         results.append(
             score_volume(volume, member, scorers, progress=step, prepared=own, **options)
         )
-    return combine_members(results, ensemble_scales(checkpoint), volume_score_of)
+    return combine_members(results, ensemble_config(checkpoint), volume_score_of)
 
 
 def stacked_maps(
