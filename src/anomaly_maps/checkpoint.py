@@ -125,8 +125,9 @@ class Checkpoint:
 
 def _model_summary(kind: str, config: Any) -> str:
     members = getattr(config, "members", None)
-    if members:  # a restoration ensemble: each member's slice size and corruption
-        return f"{kind} ({' + '.join(f'{m.size}x{m.size} {m.corruption}' for m in members)})"
+    if members:  # a restoration ensemble: each member's slice size and corruption, units
+        joined = " + ".join(f"{m.size}x{m.size} {m.corruption}" for m in members)
+        return f"{kind} ({joined}; {config.units} units)"
     latent = getattr(config, "latent_dim", None) or getattr(config, "num_codes", None)
     what = "latent" if hasattr(config, "latent_dim") else "codes"
     return f"{kind} ({what} {latent})" if latent else kind

@@ -153,7 +153,7 @@ def test_joined_checkpoint_orders_members_and_scores(tmp_path, tiny_volume):
     )
     loaded = load_checkpoint(out)
     card = dict(loaded.card_rows())
-    assert card["models"] == "restoration_ensemble (16x16 dag + 8x8 dag)"
+    assert card["models"] == "restoration_ensemble (16x16 dag + 8x8 dag; scan units)"
     assert card["members"] == (
         f"{big.name} (healthy fpi p99 0.6), {small.name} (healthy fpi p99 0.3)"
     )
