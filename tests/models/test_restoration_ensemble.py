@@ -224,7 +224,9 @@ def test_cli_writes_the_ensemble_and_keeps_an_existing_file(tmp_path, capsys):
     assert main(["ensemble", str(a), str(b), "--out", str(out)]) == 0
     config = load_checkpoint(out).model.config
     assert (config.scales, config.units) == ((0.5, 0.25), "scan")
-    assert "healthy fpi p99 0.5" in capsys.readouterr().out
+    assert "unit its 90th percentile over each scan (its healthy fpi p99 0.5 unused)" in (
+        capsys.readouterr().out
+    )
     before = out.read_bytes()
     assert main(["ensemble", str(a), str(b), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
@@ -236,6 +238,7 @@ def test_cli_units_template_and_a_bad_choice(tmp_path, capsys):
     out = tmp_path / "joined.safetensors"
     assert main(["ensemble", str(a), str(b), "--units", "template", "--out", str(out)]) == 0
     assert load_checkpoint(out).model.config.units == "template"
+    assert "unit its healthy fpi p99 0.25" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["ensemble", str(a), str(b), "--units", "site", "--out", str(tmp_path / "x")])
     assert "invalid choice: 'site'" in capsys.readouterr().err

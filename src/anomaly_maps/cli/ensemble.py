@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import AnomalyMapsError
-from ..models.restoration_ensemble import ENSEMBLE_UNITS
+from ..models.restoration_ensemble import ENSEMBLE_UNITS, SCAN_QUANTILE
 from ._options import add_overwrite, out_checkpoint
 
 
@@ -41,6 +41,12 @@ def run(args: argparse.Namespace) -> int:
         records=joined.records, overwrite=args.overwrite,
     )  # fmt: skip
     for entry in joined.records.other_metrics["ensemble"]:
-        print(f"member {entry['file']}: healthy fpi p99 {entry['scale']:.4g}")
+        p99 = f"healthy fpi p99 {entry['scale']:.4g}"
+        unit = (
+            f"its {100 * SCAN_QUANTILE:.0f}th percentile over each scan (its {p99} unused)"
+            if args.units == "scan"
+            else f"its {p99}"
+        )
+        print(f"member {entry['file']}: unit {unit}")
     print(f"wrote {args.out}; calibrate it (anomaly-maps calibrate --scorer fpi ...) before use")
     return 0
