@@ -11,8 +11,9 @@
 #   healthy_val DIR         prints the paths of DIR's healthy validation volumes
 #   evaluate_on DATA NAME CHECKPOINT [evaluate options...]
 #                           DATA template: `anomaly-maps evaluate` on $W/bench's test
-#                           split into $W/eval_NAME; DATA colin27: the real held-out
-#                           subject (scripts/real_subject.sh) into $W/colin27_eval/NAME
+#                           split into $W/eval_NAME; DATA colin27 or itk: that real
+#                           held-out subject (scripts/real_subject.sh) into
+#                           $W/DATA_eval/NAME
 timed() { local name=$1; shift; local t0; t0=$(date +%s); "$@"; echo "$name $(( $(date +%s) - t0 )) s" | tee -a "$W/times.txt"; }
 
 ensure_benchmark() {
@@ -39,8 +40,8 @@ evaluate_on() {
         template) timed "eval-$name" anomaly-maps evaluate --checkpoint "$ckpt" \
             --benchmark "$W/bench" --out "$W/eval_$name" --batch-size 64 --seed 0 \
             --device cpu --overwrite "$@" ;;
-        colin27) timed "colin27-$name" bash "$(dirname "${BASH_SOURCE[0]}")/real_subject.sh" \
-            "$W" "$ckpt" "$name" "$@" ;;
-        *) echo "evaluate_on: data $data: expected template or colin27" >&2; return 1 ;;
+        colin27|itk) SUBJECT=$data timed "$data-$name" \
+            bash "$(dirname "${BASH_SOURCE[0]}")/real_subject.sh" "$W" "$ckpt" "$name" "$@" ;;
+        *) echo "evaluate_on: data $data: expected template, colin27 or itk" >&2; return 1 ;;
     esac
 }

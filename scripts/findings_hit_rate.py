@@ -5,11 +5,14 @@ Reads a benchmark made by ``anomaly-maps make-benchmark`` and the predictions of
 scorer written by ``anomaly-maps evaluate`` (MOOD layout, ``mood``-normalised maps), cuts
 each anomalous test volume's map at ``--threshold`` (default: the value the healthy 99th
 percentile takes under the ``mood`` normalisation) into regions with
-:func:`anomaly_maps.findings.find_regions`, and checks whether the region with the
-highest peak has its peak voxel inside the lesion label. A volume without any region
-counts as a miss.
+:func:`anomaly_maps.findings.find_regions`, and checks whether the top region has its
+peak voxel inside the lesion label. A volume without any region counts as a miss.
+``--order`` says which region is on top: the highest peak (``peak``, the order of the
+findings table, the CSV and the report), or, to compare, the largest mass above the
+threshold (``mass``: voxels x (mean - threshold)), volume or mean score.
 
     python scripts/findings_hit_rate.py BENCH PRED_DIR [--split test] [--min-ml 0.1]
+        [--order peak|mass|volume|mean]
 
 ``PRED_DIR`` is for example ``EVAL/predictions/test/fpi``.
 """
@@ -21,12 +24,27 @@ from collections import defaultdict
 from pathlib import Path
 
 from anomaly_maps.benchmark import read_cases
-from anomaly_maps.findings import find_regions
+from anomaly_maps.findings import Finding, find_regions
 from anomaly_maps.io import load_volume
 from anomaly_maps.scoring.postprocess import healthy_p99_value
 
+#: --order -> the key that puts a region on top (largest first), given the threshold
+ORDERS = {
+    "peak": lambda f, threshold: f.peak_score,
+    "mass": lambda f, threshold: f.voxels * (f.mean_score - threshold),
+    "volume": lambda f, threshold: f.volume_ml,
+    "mean": lambda f, threshold: f.mean_score,
+}
 
-def top_finding_hits(bench: Path, pred: Path, split: str, threshold: float, min_ml: float):
+
+def top_finding(findings: tuple[Finding, ...], threshold: float, order: str) -> Finding:
+    """The region ``order`` puts first (the first of equals, as the table lists them)."""
+    return max(findings, key=lambda f: ORDERS[order](f, threshold))
+
+
+def top_finding_hits(
+    bench: Path, pred: Path, split: str, threshold: float, min_ml: float, order: str = "peak"
+):
     """(case, anomaly, size, hit) for every anomalous case of ``split``."""
     for case in read_cases(bench):
         if case.split != split or not case.label:
@@ -34,7 +52,8 @@ def top_finding_hits(bench: Path, pred: Path, split: str, threshold: float, min_
         heat = load_volume(pred / case.case)
         label = load_volume(bench / split / "toy_label" / "pixel" / case.case).data > 0
         regions = find_regions(heat.data, heat.affine, threshold, min_ml=min_ml)
-        hit = bool(regions.findings) and bool(label[regions.findings[0].peak_voxel])
+        found = regions.findings
+        hit = bool(found) and bool(label[top_finding(found, threshold, order).peak_voxel])
         yield case.case, case.anomaly, case.size, hit
 
 
@@ -45,14 +64,16 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--threshold", type=float, default=healthy_p99_value("mood"))
     parser.add_argument("--min-ml", type=float, default=0.1)
+    parser.add_argument("--order", choices=ORDERS, default="peak")
     args = parser.parse_args()
     groups: dict[str, list[bool]] = defaultdict(list)
     for _, anomaly, size, hit in top_finding_hits(
-        args.bench, args.pred, args.split, args.threshold, args.min_ml
+        args.bench, args.pred, args.split, args.threshold, args.min_ml, args.order
     ):
         for group in ("all", f"anomaly={anomaly}", f"size={size}"):
             groups[group].append(hit)
-    print(f"top finding inside the lesion ({args.pred}, threshold {args.threshold:.4g})")
+    print(f"top finding ({args.order}) inside the lesion ({args.pred}, "
+          f"threshold {args.threshold:.4g})")  # fmt: skip
     print("| group | volumes | hits | hit rate |\n|---|---|---|---|")
     for group, hits in sorted(groups.items(), key=lambda kv: (kv[0] != "all", kv[0])):
         print(f"| {group} | {len(hits)} | {sum(hits)} | {sum(hits) / len(hits):.2f} |")

@@ -1,7 +1,8 @@
 """Combine the ``results.csv`` files of ``scripts/results.sh`` into docs/results.md tables.
 
 Usage: ``python scripts/results_table.py WORKDIR`` prints Markdown: for the template's
-test split (``WORKDIR/eval_NAME``) and for Colin27 (``WORKDIR/colin27_eval/NAME``), one
+test split (``WORKDIR/eval_NAME``), Colin27 (``WORKDIR/colin27_eval/NAME``) and the ITK
+subject (``WORKDIR/itk_eval/NAME``, the bundled models), one
 table of every model and scorer over all test cases, then pixel AP by anomaly type and
 by size.
 """
@@ -33,6 +34,11 @@ RUNS = {
 DATA = {
     "template": ("the template's test split (30 volumes, 15 anomalous)", "eval_"),
     "colin27": ("Colin27, the real held-out subject (20 volumes, 10 anomalous)", "colin27_eval/"),
+    "itk": (
+        "the ITK T1 head, a second real subject at 2x2x3 mm (20 volumes, 10 anomalous; "
+        "bundled models)",
+        "itk_eval/",
+    ),
 }
 GRAD = "SmoothGrad n = 4, sigma 2"
 #: (name, scorer) -> the settings that differ from the scorer's defaults or matter
