@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--order", choices=ORDERS, default="peak")
     parser.add_argument("--near-mm", type=float, default=4.0)
     args = parser.parse_args()
+    if not args.near_mm >= 0:
+        parser.error(f"--near-mm {args.near_mm}: expected a distance >= 0 (mm)")
     groups: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
     for _, anomaly, size, hit, near in top_finding_hits(
         args.bench, args.pred, args.split, args.threshold, args.min_ml, args.order,
